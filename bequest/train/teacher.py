@@ -1,0 +1,100 @@
+"""The teacher: fine-tuned on the task when it is not already, cached by what determines it.
+
+A fine-tuned teacher is stored under `<cache>/teachers/<task>-<key>`, where the key hashes the
+starting weights, the training data, the fine-tuning settings and the seed: a second run with
+the same inputs reuses it, and any change makes a new one. Its logits on a dataset are cached
+likewise, so the teacher runs once per dataset however many epochs and runs use them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bequest import __version__
+from bequest.config import RunConfig
+from bequest.data.features import Encoded
+from bequest.data.task_data import TaskData
+from bequest.eval.evaluate import evaluate
+from bequest.eval.predict import predict
+from bequest.io import building_dir, write_json
+from bequest.models.loading import load_classifier, weights_fingerprint
+from bequest.objectives.logits import task_loss
+from bequest.train.loop import train
+
+
+def cache_root(config: RunConfig) -> Path:
+    return Path(config.cache_dir or os.environ.get("BEQUEST_CACHE") or Path.home() / ".cache" / "bequest").expanduser()
+
+
+def _key(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def label_maps(task) -> dict:
+    names = task.label_names or ("score",)
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+
+
+def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: Accelerator) -> tuple[nn.Module, dict]:
+    """Return the task-ready teacher and a record of where it came from."""
+    task, settings = data.task, config.teacher.finetune
+    torch.manual_seed(config.seed)  # a freshly created task head starts the same every time
+    model, has_head = load_classifier(config.teacher.model, task.num_labels, **label_maps(task))
+    if settings.when == "never" or (settings.when == "auto" and has_head):
+        return model, {"model": config.teacher.model, "finetuned_by_bequest": False}
+
+    key = _key(__version__, weights_fingerprint(model), task.name, data.train.fingerprint(), settings.model_dump(), config.seed)
+    folder = cache_root(config) / "teachers" / f"{task.name}-{key}"
+    record = {"model": config.teacher.model, "finetuned_by_bequest": True, "path": str(folder)}
+    if (folder / "bequest_teacher.json").is_file():
+        model, _ = load_classifier(str(folder), task.num_labels)
+        return model, {**record, "cache_hit": True}
+
+    partial = folder.with_name(folder.name + ".partial")
+    pad = tokenizer.pad_token_id
+    history = train(
+        model,
+        data.train,
+        lambda m, batch: task_loss(m(**model_inputs(batch)).logits, batch["labels"]),
+        settings,
+        seed=config.seed,
+        pad_token_id=pad,
+        accelerator=accelerator,
+        checkpoint_dir=partial / "checkpoints",
+        evaluate=lambda m: evaluate(m, task, data.dev, config.eval.batch_size, pad),
+        desc=f"fine-tuning teacher on {task.name}",
+    )
+    model = accelerator.unwrap_model(model)
+    with building_dir(folder) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "bequest_teacher.json", {**record, "task": task.name, "seed": config.seed,
+                                                   "finetune": settings.model_dump(), "history": history})
+    shutil.rmtree(partial, ignore_errors=True)
+    return model, {**record, "cache_hit": False, "history": history}
+
+
+def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_token_id: int) -> torch.Tensor:
+    """The teacher's logits on every example of `data`, computed once and cached on disk."""
+    path = cache_root(config) / "logits" / f"{_key(weights_fingerprint(teacher), data.fingerprint())}.safetensors"
+    if path.is_file():
+        return load_file(str(path))["logits"]
+    logits = torch.from_numpy(predict(teacher, data, config.eval.batch_size, pad_token_id, desc="teacher logits"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file({"logits": logits}, str(tmp))
+    os.replace(tmp, path)
+    return logits
