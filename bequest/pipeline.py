@@ -95,7 +95,7 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
 def check_inputs(config: RunConfig):
     """Everything that can fail on bad input, before any work: teacher, tokenizer, shapes, data."""
     teacher_config = load_config(config.teacher.model)
-    tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, teacher_config)
+    tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, teacher_config, config.teacher.model)
     for student in config.students:
         if student.init != "random" or (student.layers or 0) > teacher_config.num_hidden_layers:
             select_layers("lower" if student.init == "random" else student.init,

@@ -64,13 +64,31 @@ def load_config(name: str) -> PretrainedConfig:
     return config
 
 
-def load_tokenizer(name: str, config: PretrainedConfig):
-    """Load a tokenizer and check that every id it produces exists in the model's vocabulary."""
-    where = resolve_model(name)
+def _tokenizer(name: str):
     try:
-        tokenizer = AutoTokenizer.from_pretrained(where)
+        return AutoTokenizer.from_pretrained(resolve_model(name))
     except (OSError, ValueError) as error:
         raise BequestError(f"cannot load a tokenizer from '{name}': {str(error).splitlines()[0]}") from None
+
+
+def load_tokenizer(name: str, config: PretrainedConfig, model_name: str | None = None):
+    """Load a tokenizer and check it fits the model `model_name` (whose config is `config`).
+
+    Every id it produces must exist in the model's vocabulary and, when the model folder has a
+    tokenizer of its own, both must map the same strings to the same ids.
+    """
+    tokenizer = _tokenizer(name)
+    if model_name is not None and model_name != name:
+        try:
+            own = AutoTokenizer.from_pretrained(resolve_model(model_name))
+        except (OSError, ValueError):
+            own = None
+        if own is not None and own.get_vocab() != tokenizer.get_vocab():
+            differ = len(set(own.get_vocab().items()) ^ set(tokenizer.get_vocab().items()))
+            raise BequestError(
+                f"tokenizer '{name}' does not match the vocabulary of '{model_name}' ({differ} token/id pairs differ): "
+                "use the model's own tokenizer (leave teacher.tokenizer unset)"
+            )
     if len(tokenizer) > config.vocab_size:
         raise BequestError(
             f"tokenizer '{name}' has {len(tokenizer)} tokens but the model's vocabulary has {config.vocab_size}: "
