@@ -23,7 +23,7 @@ def select_layers(strategy: str | list[int], student_layers: int, teacher_layers
     """Which teacher layer each student layer starts from.
 
     `uniform` spreads the choice evenly including both ends: round(linspace(0, L-1, k)),
-    which gives DistilBERT's 0,2,4,7,9,11 for 6 of 12 layers.
+    rounding halves up; it gives DistilBERT's 0,2,4,7,9,11 for 6 of 12 layers.
     """
     if student_layers > teacher_layers:
         raise BequestError(

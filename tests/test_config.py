@@ -1,0 +1,60 @@
+"""Recipe validation: every mistake is caught before work starts, and names the key."""
+
+import pytest
+import yaml
+
+from bequest.config import apply_override, dump_config, load_config, parse_config
+from bequest.errors import BequestError
+
+
+def test_defaults_and_round_trip(tmp_path):
+    config = parse_config({"task": "SST-2", "students": [{"layers": 3}]})
+    assert config.task == "sst2"
+    assert config.students[0].init == "lower" and config.students[0].kd.alpha == 0.5
+    path = tmp_path / "r.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path) == config
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"task": "sst2", "epochs": 3}, "epochs: unknown key"),
+        ({"task": "sst2", "students": [{"layers": 3, "trian": {}}]}, "students.0.trian: unknown key"),
+        ({"task": "sst2", "seed": "abc"}, "seed: .*integer.*'abc'"),
+        ({"task": "sst2", "students": [{"layers": 3, "kd": {"alpha": 2}}]}, "students.0.kd.alpha: .*less than or equal to 1"),
+        ({"task": "nope"}, "task: unknown GLUE task 'nope'"),
+        ({}, "task: required key is missing"),
+        ({"task": "sst2", "students": [{"layers": 2, "init": [0, 1, 2]}]}, "layers is 2 but init lists 3"),
+        ({"task": "sst2", "students": [{"init": "upper"}]}, "layers: say how many"),
+        ({"task": "sst2", "students": [{"layers": 1}, {"layers": 2}]}, "names must be unique"),
+        ({"task": "sst2", "students": [{"layers": 1, "name": "teacher"}]}, "reserved"),
+    ],
+)
+def test_invalid_recipes_name_the_key(raw, message):
+    with pytest.raises(BequestError, match=message):
+        parse_config(raw)
+
+
+def test_overrides_reach_nested_keys_and_lists():
+    raw = {"task": "sst2", "students": [{"layers": 3}]}
+    apply_override(raw, "students.0.train.epochs=1")
+    apply_override(raw, "students.0.init=[0, 2, 4]")
+    apply_override(raw, "data.dir=/x")
+    config = parse_config(raw)
+    assert config.students[0].train.epochs == 1
+    assert config.students[0].init == [0, 2, 4]
+    assert config.data.dir == "/x"
+
+
+@pytest.mark.parametrize(("assignment", "message"), [("seed", "key=value"), ("students.3.layers=1", "has 1 entries"), ("seed.x=1", "is a value")])
+def test_bad_overrides(assignment, message):
+    with pytest.raises(BequestError, match=message):
+        apply_override({"task": "sst2", "seed": 1, "students": [{}]}, assignment)
+
+
+def test_override_is_validated_like_the_recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"task": "sst2", "students": [{"layers": 3}]}))
+    with pytest.raises(BequestError, match="students.0.kd.temperature: .*greater than 0"):
+        load_config(path, ["students.0.kd.temperature=0"])

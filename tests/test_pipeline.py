@@ -1,0 +1,137 @@
+"""End to end on a tiny random teacher and real GLUE rows: run, export, reload, re-score, resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from bequest.config import load_config
+from bequest.pipeline import run_recipe
+
+from conftest import tiny_recipe
+
+BEQUEST = str(Path(sys.executable).parent / "bequest")
+
+
+def _run(folder, teacher, glue, **extra):
+    folder.mkdir(parents=True, exist_ok=True)
+    return run_recipe(load_config(tiny_recipe(folder, teacher, glue, **extra)))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_teacher, tiny_glue):
+    folder = tmp_path_factory.mktemp("finished")
+    return folder, _run(folder, tiny_teacher, tiny_glue)
+
+
+def test_results_describe_teacher_and_student(finished):
+    folder, results = finished
+    on_disk = json.loads((folder / "run" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    teacher, student = results["teacher"], results["students"]["student"]
+    assert teacher["finetuned_by_bequest"] and teacher["num_layers"] == 4
+    assert student["num_layers"] == 2 and student["layers_from"] == [0, 1]
+    for row in (teacher, student):
+        assert row["task"] == "sst2" and row["metrics"] == ["accuracy"]
+        assert 0 <= row["dev"]["accuracy"] <= 1 and row["latency_ms"] > 0
+    assert student["parameters"] < teacher["parameters"]
+    assert student["speedup"] == pytest.approx(teacher["latency_ms"] / student["latency_ms"])
+    assert results["latency"]["batch_size"] == 32
+    env = json.loads((folder / "run" / "environment.json").read_text())
+    assert env["seed"] == 7 and "torch" in env["packages"] and any(k.endswith("SST-2/train.tsv") for k in env["data_files"])
+    assert yaml.safe_load((folder / "run" / "recipe.yaml").read_text())["students"][0]["init"] == "lower"
+    history = json.loads((folder / "run" / "logs" / "student.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2] and "accuracy" in history[0]
+
+
+def test_export_loads_without_bequest_and_rescores_exactly(finished, tiny_glue):
+    folder, results = finished
+    student = folder / "run" / "student"
+    assert (student / "model.safetensors").is_file() and (student / "tokenizer.json").is_file()
+    card = (student / "README.md").read_text()
+    assert f"{results['students']['student']['dev']['accuracy']:.4f}" in card and "teacher layers [0, 1]" in card
+    code = (
+        "import sys, transformers\n"
+        f"m = transformers.AutoModelForSequenceClassification.from_pretrained({str(student)!r})\n"
+        "assert m.config.num_hidden_layers == 2 and 'bequest' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
+    out = subprocess.run([BEQUEST, "evaluate", str(student), "--task", "sst2", "--data-dir", str(tiny_glue)],
+                         capture_output=True, text=True, check=True)
+    scores = json.loads((student / "eval_sst2.json").read_text())["dev"]
+    assert scores == results["students"]["student"]["dev"]
+    assert f"accuracy: {scores['accuracy']:.4f}" in out.stdout
+
+
+def test_teacher_is_fine_tuned_once_and_reused(finished, tiny_teacher, tiny_glue, tmp_path):
+    folder, results = finished
+    again = _run(tmp_path, tiny_teacher, tiny_glue, cache_dir=str(folder / "cache"))
+    assert results["teacher"]["cache_hit"] is False and again["teacher"]["cache_hit"] is True
+    assert again["teacher"]["dev"] == results["teacher"]["dev"]
+    # the same seed gives the same student, bit for bit, whether or not the teacher came from the cache
+    assert again["students"]["student"]["dev"] == results["students"]["student"]["dev"]
+    first = load_file(str(folder / "run" / "student" / "model.safetensors"))
+    second = load_file(str(tmp_path / "run" / "student" / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    logits = list((folder / "cache" / "logits").glob("*.safetensors"))
+    assert len(logits) == 1  # one dataset, one teacher: computed once
+
+
+def test_a_fine_tuned_teacher_is_used_as_it_is(finished, tiny_glue, tmp_path):
+    folder, results = finished
+    again = _run(tmp_path, Path(results["teacher"]["path"]), tiny_glue)
+    assert again["teacher"]["finetuned_by_bequest"] is False
+    assert again["teacher"]["dev"] == results["teacher"]["dev"]
+
+
+@pytest.mark.parametrize(("task", "metrics"), [("stsb", ["pearson", "spearmanr"]), ("mrpc", ["f1", "accuracy"]), ("cola", ["matthews_correlation"])])
+def test_other_tasks_and_the_no_kd_baseline(task, metrics, tiny_teacher, tiny_glue, tmp_path):
+    students = [{"name": "kd", "layers": 1, "init": "upper", "train": {"epochs": 1, "batch_size": 16}},
+                {"name": "baseline", "layers": 1, "init": [3], "objective": "finetune", "train": {"epochs": 1, "batch_size": 16}}]
+    results = _run(tmp_path, tiny_teacher, tiny_glue, task=task, students=students)
+    assert list(results["students"]) == ["kd", "baseline"]
+    assert results["students"]["kd"]["layers_from"] == results["students"]["baseline"]["layers_from"] == [3]
+    for row in [results["teacher"], *results["students"].values()]:
+        assert sorted(row["dev"]) == sorted(metrics)
+    # same start, same seed: only the objective differs, and so must the weights
+    kd = load_file(str(tmp_path / "run" / "kd" / "model.safetensors"))
+    baseline = load_file(str(tmp_path / "run" / "baseline" / "model.safetensors"))
+    assert not torch.equal(kd["classifier.weight"], baseline["classifier.weight"])
+
+
+def test_resume_after_kill_gives_the_uninterrupted_result(finished, tiny_teacher, tiny_glue, tmp_path):
+    folder, _ = finished
+    students = [{"name": "student", "layers": 2, "init": "lower",
+                 "train": {"epochs": 20, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 5}}]
+    shared_cache = str(folder / "cache")
+    reference = _run(tmp_path / "reference", tiny_teacher, tiny_glue, cache_dir=shared_cache, students=students)
+
+    (tmp_path / "killed").mkdir()
+    recipe = tiny_recipe(tmp_path / "killed", tiny_teacher, tiny_glue, cache_dir=shared_cache, students=students)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([BEQUEST, "run", str(recipe)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = tmp_path / "killed" / "run" / "checkpoints" / "student"
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith("checkpoint-") for p in checkpoints.glob("*")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "run" / "results.json").exists(), "killed too late to test resume"
+
+    done = subprocess.run([BEQUEST, "run", str(recipe), "--resume"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    resumed = json.loads((tmp_path / "killed" / "run" / "results.json").read_text())
+    assert resumed["students"]["student"]["dev"] == reference["students"]["student"]["dev"]
+    first = load_file(str(tmp_path / "reference" / "run" / "student" / "model.safetensors"))
+    second = load_file(str(tmp_path / "killed" / "run" / "student" / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not (tmp_path / "killed" / "run" / "checkpoints").exists()

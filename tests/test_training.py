@@ -1,0 +1,102 @@
+"""The training loop: batch order, determinism, and resume that ends bit-identical."""
+
+import pytest
+import torch
+from accelerate import Accelerator
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+import bequest.train.loop as loop
+from bequest.config import TrainConfig
+from bequest.data.features import Encoded, inference_batches, training_batches
+from bequest.objectives.logits import task_loss
+
+from conftest import TINY
+
+
+def _data(n=70):
+    generator = torch.Generator().manual_seed(3)
+    lengths = torch.randint(3, 20, (n,), generator=generator).tolist()
+    ids = [torch.randint(5, 100, (length,), generator=generator).tolist() for length in lengths]
+    return Encoded(inputs={"input_ids": ids, "attention_mask": [[1] * len(x) for x in ids]},
+                   labels=[i % 2 for i in range(n)])
+
+
+def test_batches_cover_every_example_once_and_depend_only_on_seed_and_epoch():
+    lengths = [len(x) for x in _data(1000).inputs["input_ids"]]
+    batches = training_batches(lengths, 16, seed=1, epoch=0, group_by_length=True)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == training_batches(lengths, 16, seed=1, epoch=0, group_by_length=True)
+    assert batches != training_batches(lengths, 16, seed=1, epoch=1, group_by_length=True)
+    assert batches != training_batches(lengths, 16, seed=2, epoch=0, group_by_length=True)
+
+    def padding(bs):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in bs)
+
+    random_order = training_batches(lengths, 16, seed=1, epoch=0, group_by_length=False)
+    assert padding(batches) < padding(random_order) / 3
+
+
+def test_dynamic_padding_pads_to_the_longest_in_the_batch():
+    data = _data()
+    batch = data.batch([0, 1, 2], pad_token_id=0)
+    longest = max(len(data.inputs["input_ids"][i]) for i in (0, 1, 2))
+    assert batch["input_ids"].shape == (3, longest)
+    assert batch["attention_mask"].sum().item() == sum(len(data.inputs["input_ids"][i]) for i in (0, 1, 2))
+    assert batch["index"].tolist() == [0, 1, 2]
+    order = [i for b in inference_batches(data.lengths, 8) for i in b]
+    assert sorted(order) == list(range(len(data)))
+
+
+def _model():
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", vocab_size=100, num_labels=2, **{**TINY, "num_hidden_layers": 2})
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def _train(model, directory, cfg=TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=4)):
+    return loop.train(model, _data(), lambda m, b: task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]),
+                      cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True), checkpoint_dir=directory,
+                      evaluate=lambda m: {"score": 0.5})
+
+
+def _weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights(tmp_path):
+    first, second = _model(), _model()
+    _train(first, tmp_path / "a")
+    _train(second, tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(_weights(first).values(), _weights(second).values()))
+    assert not torch.equal(_weights(first)["classifier.weight"], _weights(_model())["classifier.weight"])
+
+
+@pytest.mark.parametrize("kill_at_save", [1, 2, 3])
+def test_resume_after_a_kill_ends_bit_identical(tmp_path, monkeypatch, kill_at_save):
+    reference = _model()
+    history = _train(reference, tmp_path / "reference")
+
+    real_save, saves = loop._save_checkpoint, []
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        saves.append(1)
+        if len(saves) == kill_at_save:
+            raise KeyboardInterrupt  # the process dies right after writing this checkpoint
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _train(_model(), tmp_path / "killed")
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    resumed = _model()  # a fresh process: weights come only from the checkpoint
+    assert loop.latest_checkpoint(tmp_path / "killed") is not None
+    resumed_history = _train(resumed, tmp_path / "killed")
+    assert resumed_history == history
+    for (key, a), b in zip(_weights(reference).items(), _weights(resumed).values()):
+        assert torch.equal(a, b), key
+
+
+def test_a_half_written_checkpoint_is_ignored(tmp_path):
+    (tmp_path / ".checkpoint-4.abc.tmp").mkdir()
+    (tmp_path / "checkpoint-x").mkdir()
+    assert loop.latest_checkpoint(tmp_path) is None
