@@ -47,15 +47,17 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="delete an existing run directory and start again")] = False,
 ) -> None:
     """Run a recipe: fine-tune the teacher if needed, distil the students, evaluate, export."""
-    from bequest.config import load_config
+    from bequest.config import load_config, parse_assignment
+
+    overrides = [parse_assignment(assignment) for assignment in set_ or []]
+    if data_dir is not None:
+        overrides.append(("data.dir", data_dir))
+    if output_dir is not None:
+        overrides.append(("output_dir", output_dir))
+    config = load_config(recipe, overrides)  # a bad recipe fails here, before torch is even imported
     from bequest.pipeline import run_recipe
 
-    overrides = list(set_ or [])
-    if data_dir is not None:
-        overrides.append(f"data.dir={data_dir}")
-    if output_dir is not None:
-        overrides.append(f"output_dir={output_dir}")
-    run_recipe(load_config(recipe, overrides), resume=resume, overwrite=overwrite)
+    run_recipe(config, resume=resume, overwrite=overwrite)
 
 
 @app.command()

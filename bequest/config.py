@@ -123,16 +123,22 @@ class RunConfig(_Section):
         return Path(self.output_dir or Path("runs") / self.name)
 
 
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply one `dotted.key=value` override to a raw recipe; the value is parsed as YAML."""
+def parse_assignment(assignment: str) -> tuple[str, object]:
+    """Split a `--set dotted.key=value` into the key and the value parsed as YAML (so 3, 1.0e-4, [0, 2], null work)."""
     key, sep, text = assignment.partition("=")
     if not sep or not key:
         raise BequestError(f"--set expects key=value, got '{assignment}' (e.g. --set students.0.train.epochs=1)")
-    value = yaml.safe_load(text) if text else None
+    try:
+        return key, yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        raise BequestError(f"--set {key}: '{text}' is not a valid YAML value (quote strings, close brackets)") from None
+
+
+def apply_override(raw: dict, key: str, value) -> None:
+    """Set `value` at the dotted `key` of a raw recipe, creating sections as needed."""
     node = raw
     parts = key.split(".")
     for depth, part in enumerate(parts):
-        last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
                 where = ".".join(parts[:depth]) or "recipe"
@@ -140,7 +146,7 @@ def apply_override(raw: dict, assignment: str) -> None:
             part = int(part)
         elif not isinstance(node, dict):
             raise BequestError(f"--set {key}: '{'.'.join(parts[:depth])}' is a value, not a section")
-        if last:
+        if depth == len(parts) - 1:
             node[part] = value
         else:
             if isinstance(node, dict) and node.get(part) is None:
@@ -169,20 +175,23 @@ def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
         raise BequestError(f"{source}: {_describe(error)}") from None
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+def load_config(path: str | Path, overrides: list[tuple[str, object]] = ()) -> RunConfig:
+    """Read a recipe, apply (key, value) overrides, validate. Use `parse_assignment` for `--set` text."""
     path = Path(path)
     if not path.is_file():
         raise BequestError(f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise BequestError(f"recipe {path} is not UTF-8 text: save it as UTF-8") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         raise BequestError(f"recipe {path}{line} is not valid YAML: {getattr(error, 'problem', error)}") from None
     if not isinstance(raw, dict):
         raise BequestError(f"recipe {path} must be a mapping of keys to values, not a {type(raw).__name__}")
-    for assignment in overrides:
-        apply_override(raw, assignment)
+    for key, value in overrides:
+        apply_override(raw, key, value)
     return parse_config(raw, str(path))
 
 

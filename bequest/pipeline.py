@@ -32,14 +32,14 @@ from bequest.data.task_data import TaskData, load_task_data
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.eval.evaluate import evaluate
-from bequest.eval.predict import latency_ms
+from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
 from bequest.init.layers import init_student, select_layers
 from bequest.io import building_dir, write_json, write_text
 from bequest.models.loading import count_parameters, load_config, load_tokenizer
 from bequest.objectives.logits import kd_loss, task_loss
 from bequest.train.loop import train
-from bequest.train.teacher import label_maps, model_inputs, prepare_teacher, teacher_logits
+from bequest.train.teacher import load_teacher, model_inputs, prepare_teacher, teacher_logits
 
 RECIPE_FILE = "recipe.yaml"
 console = Console(stderr=True)
@@ -92,18 +92,29 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
         shutil.rmtree(run_dir)
 
 
-def check_inputs(config: RunConfig):
-    """Everything that can fail on bad input, before any work: teacher, tokenizer, shapes, data."""
+@dataclass
+class Inputs:
+    tokenizer: object
+    data: TaskData
+    teacher: nn.Module
+    teacher_has_head: bool
+
+
+def check_inputs(config: RunConfig) -> Inputs:
+    """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
     teacher_config = load_config(config.teacher.model)
     tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, teacher_config, config.teacher.model)
-    for student in config.students:
-        if student.init != "random" or (student.layers or 0) > teacher_config.num_hidden_layers:
-            select_layers("lower" if student.init == "random" else student.init,
-                          student.layers or teacher_config.num_hidden_layers, teacher_config.num_hidden_layers)
+    depth = teacher_config.num_hidden_layers
+    for number, student in enumerate(config.students):
+        try:
+            select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
+        except BequestError as error:
+            raise BequestError(f"students.{number} ({student.name}): {error}") from None
     task = get_task(config.task)
     data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length,
                           config.data.max_train_examples, config.seed)
-    return tokenizer, data
+    teacher, has_head = load_teacher(config, task)
+    return Inputs(tokenizer, data, teacher, has_head)
 
 
 def environment(config: RunConfig, data: TaskData) -> dict:
@@ -186,19 +197,6 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     return {k: v for k, v in record.items() if k != "recipe"}
 
 
-def measure_latency(run: Run, models: dict[str, nn.Module]) -> dict[str, float]:
-    """Median ms per batch for each model, measured in alternation so machine noise hits all alike."""
-    settings = run.config.eval
-    dev = next(iter(run.data.dev.values()))
-    rounds = 5
-    samples = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            samples[name].append(latency_ms(model, dev, settings.latency_batch_size, run.pad,
-                                            max(1, settings.latency_repeats // rounds)))
-    return {name: sorted(values)[len(values) // 2] for name, values in samples.items()}
-
-
 def print_table(results: dict) -> None:
     main = get_task(results["task"]).main_metric
     table = Table(title=f"{results['task']}: teacher vs students (dev {main}; latency per batch of "
@@ -214,16 +212,17 @@ def print_table(results: dict) -> None:
 def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Run a whole recipe; return (and write to results.json) the scores, sizes and speeds."""
     started = time.perf_counter()
-    prepare_run_dir(config, resume, overwrite)
     set_seed(config.seed)
-    tokenizer, data = check_inputs(config)
+    inputs = check_inputs(config)
+    prepare_run_dir(config, resume, overwrite)
+    tokenizer, data = inputs.tokenizer, inputs.data
     accelerator = Accelerator()
     run = Run(config=config, data=data, tokenizer=tokenizer, accelerator=accelerator)
     if not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
     write_json(run.dir / "environment.json", environment(config, data))
 
-    teacher, teacher_info = prepare_teacher(config, data, tokenizer, accelerator)
+    teacher, teacher_info = prepare_teacher(config, data, tokenizer, accelerator, inputs.teacher, inputs.teacher_has_head)
     teacher = accelerator.unwrap_model(teacher).to(accelerator.device).eval()
     if "history" in teacher_info:
         write_json(run.dir / "logs" / "teacher.json", teacher_info.pop("history"))
@@ -233,7 +232,9 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     students = {s.name: build_student(run, s, teacher, teacher_info) for s in config.students}
     loaded = {name: AutoModelForSequenceClassification.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
               for name in students}
-    latency = measure_latency(run, {"teacher": teacher, **loaded})
+    settings = config.eval
+    latency = latencies_ms({"teacher": teacher, **loaded}, next(iter(data.dev.values())), settings.latency_batch_size,
+                           run.pad, settings.latency_repeats)
     for name, row in [("teacher", teacher_info)] + list(students.items()):
         row.update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name], path=str(run.dir / name) if name in students else teacher_info.get("path", teacher_info["model"]))
     results = {

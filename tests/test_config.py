@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from bequest.config import apply_override, dump_config, load_config, parse_config
+from bequest.config import apply_override, dump_config, load_config, parse_assignment, parse_config
 from bequest.errors import BequestError
 
 
@@ -38,23 +38,32 @@ def test_invalid_recipes_name_the_key(raw, message):
 
 def test_overrides_reach_nested_keys_and_lists():
     raw = {"task": "sst2", "students": [{"layers": 3}]}
-    apply_override(raw, "students.0.train.epochs=1")
-    apply_override(raw, "students.0.init=[0, 2, 4]")
-    apply_override(raw, "data.dir=/x")
+    for assignment in ("students.0.train.epochs=1", "students.0.init=[0, 2, 4]", "data.dir=/x", "data.max_train_examples=null"):
+        apply_override(raw, *parse_assignment(assignment))
     config = parse_config(raw)
     assert config.students[0].train.epochs == 1
     assert config.students[0].init == [0, 2, 4]
-    assert config.data.dir == "/x"
+    assert config.data.dir == "/x" and config.data.max_train_examples is None
 
 
-@pytest.mark.parametrize(("assignment", "message"), [("seed", "key=value"), ("students.3.layers=1", "has 1 entries"), ("seed.x=1", "is a value")])
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [("seed", "key=value"), ("seed=[1", "not a valid YAML value"), ("students.3.layers=1", "has 1 entries"), ("seed.x=1", "is a value")],
+)
 def test_bad_overrides(assignment, message):
     with pytest.raises(BequestError, match=message):
-        apply_override({"task": "sst2", "seed": 1, "students": [{}]}, assignment)
+        apply_override({"task": "sst2", "seed": 1, "students": [{}]}, *parse_assignment(assignment))
+
+
+def test_non_utf8_recipe(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes("name: caf\xe9\ntask: sst2\n".encode("latin-1"))
+    with pytest.raises(BequestError, match="not UTF-8"):
+        load_config(path)
 
 
 def test_override_is_validated_like_the_recipe(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"task": "sst2", "students": [{"layers": 3}]}))
     with pytest.raises(BequestError, match="students.0.kd.temperature: .*greater than 0"):
-        load_config(path, ["students.0.kd.temperature=0"])
+        load_config(path, [("students.0.kd.temperature", 0)])

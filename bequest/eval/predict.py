@@ -33,21 +33,27 @@ def predict(model: nn.Module, data: Encoded, batch_size: int, pad_token_id: int,
 
 
 @torch.inference_mode()
-def latency_ms(model: nn.Module, data: Encoded, batch_size: int, pad_token_id: int, repeats: int) -> float:
-    """Median wall time of one forward pass over the split's first `batch_size` examples."""
-    model.eval()
-    device = next(model.parameters()).device
+def latencies_ms(models: dict[str, nn.Module], data: Encoded, batch_size: int, pad_token_id: int, repeats: int) -> dict[str, float]:
+    """Median wall time of one forward pass over the split's first `batch_size` examples, per model.
+
+    The models are timed in alternation, pass by pass, so that machine noise hits all of them alike.
+    """
     batch = data.batch(list(range(min(batch_size, len(data)))), pad_token_id)
-    inputs = {k: v.to(device) for k, v in batch.items() if k in data.inputs}
-    for _ in range(3):
-        model(**inputs)
-    times = []
+    prepared = {}
+    for name, model in models.items():
+        model.eval()
+        device = next(model.parameters()).device
+        prepared[name] = (model, device, {k: v.to(device) for k, v in batch.items() if k in data.inputs})
+        for _ in range(3):  # warm-up: allocator and kernel selection
+            model(**prepared[name][2])
+    times = {name: [] for name in models}
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        model(**inputs)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for name, (model, device, inputs) in prepared.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(**inputs)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -25,8 +25,11 @@ hf_logging.set_verbosity_error()  # transformers' load reports and bars would dr
 hf_logging.disable_progress_bar()
 
 
-def resolve_model(name: str) -> str:
-    """A packaged model's alias, a local folder, or a hub id -> what `from_pretrained` takes."""
+def resolve_model(name: str, marker: str = "config.json") -> str:
+    """A packaged model's alias, a local folder, or a hub id -> what `from_pretrained` takes.
+
+    A local folder must hold `marker`: config.json for a model, tokenizer_config.json for a tokenizer.
+    """
     if name in PACKAGED_MODELS:
         package = PACKAGED_MODELS[name]
         try:
@@ -37,8 +40,8 @@ def resolve_model(name: str) -> str:
     if path.exists():
         if not path.is_dir():
             raise BequestError(f"model path {path} is a file: give the folder that holds config.json and the weights")
-        if not (path / "config.json").is_file():
-            raise BequestError(f"{path} is not a Hugging Face model folder (no config.json): give a folder written by save_pretrained")
+        if not (path / marker).is_file():
+            raise BequestError(f"{path} is not a Hugging Face folder (no {marker}): give a folder written by save_pretrained")
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise BequestError(f"model folder {path} does not exist: check the path, or give a hub id like bert-base-uncased")
@@ -65,20 +68,16 @@ def load_config(name: str) -> PretrainedConfig:
     return config
 
 
-def _tokenizer(name: str):
-    try:
-        return AutoTokenizer.from_pretrained(resolve_model(name))
-    except (OSError, ValueError) as error:
-        raise BequestError(f"cannot load a tokenizer from '{name}': {str(error).splitlines()[0]}") from None
-
-
 def load_tokenizer(name: str, config: PretrainedConfig, model_name: str | None = None):
     """Load a tokenizer and check it fits the model `model_name` (whose config is `config`).
 
     Every id it produces must exist in the model's vocabulary and, when the model folder has a
     tokenizer of its own, both must map the same strings to the same ids.
     """
-    tokenizer = _tokenizer(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(name, "tokenizer_config.json"))
+    except (OSError, ValueError) as error:
+        raise BequestError(f"cannot load a tokenizer from '{name}': {str(error).splitlines()[0]}") from None
     if model_name is not None and model_name != name:
         try:
             own = AutoTokenizer.from_pretrained(resolve_model(model_name))

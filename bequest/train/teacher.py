@@ -48,11 +48,16 @@ def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in batch.items() if k not in ("labels", "index")}
 
 
-def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: Accelerator) -> tuple[nn.Module, dict]:
-    """Return the task-ready teacher and a record of where it came from."""
-    task, settings = data.task, config.teacher.finetune
+def load_teacher(config: RunConfig, task) -> tuple[nn.Module, bool]:
+    """The teacher as a classifier for `task`, and whether its task head came from the checkpoint."""
     torch.manual_seed(config.seed)  # a freshly created task head starts the same every time
-    model, has_head = load_classifier(config.teacher.model, task.num_labels, **label_maps(task))
+    return load_classifier(config.teacher.model, task.num_labels, **label_maps(task))
+
+
+def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: Accelerator,
+                    model: nn.Module, has_head: bool) -> tuple[nn.Module, dict]:
+    """Return the task-ready teacher (fine-tuned if it needs to be) and a record of where it came from."""
+    task, settings = data.task, config.teacher.finetune
     if settings.when == "never" or (settings.when == "auto" and has_head):
         return model, {"model": config.teacher.model, "finetuned_by_bequest": False}
 

@@ -1,0 +1,629 @@
+"""Bad input through the real `bequest` command: one clear line, exit code 2, nothing lost.
+
+The project rule: bad input gets ONE line on stderr, starting with "error: ", that says what is
+wrong (naming the key, path, task or index) and how to fix it; the exit code is 2; there is never
+a traceback; and nothing already on disk is deleted, overwritten or half-written (a refused run
+does not even create its run directory).
+
+Every case runs the installed `bequest` executable in a subprocess, in a folder of its own.
+Starting the command costs a few seconds (torch and transformers are imported before the recipe
+is read), so the refusals are launched together, a few at a time, by the module fixture
+`outcomes`; each case is still its own test, which checks its own outcome. A case is a builder
+that writes whatever inputs the case needs into its folder and returns the command line and the
+strings the error line must contain. Its folder (and any folder it `watch`es) is snapshotted
+just before the command starts and compared after it ends: a refusal must leave it byte for
+byte and mtime for mtime as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import yaml
+
+from conftest import tiny_recipe, write_tiny_encoder
+
+BEQUEST = Path(sys.executable).parent / "bequest"
+PARALLEL = max(2, min(8, os.cpu_count() or 2))  # each command spends ~3.5 s of CPU importing torch
+TIMEOUT_S = 300
+
+
+# ------------------------------------------------------------------ running the command
+
+
+def cli_env(cache: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "BEQUEST_CACHE": str(cache),
+        # No case needs the network; offline makes a stray hub lookup fail fast instead of hanging.
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    }
+
+
+def bequest(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BEQUEST), *map(str, args)], cwd=cwd, env=cli_env(cache),
+                          capture_output=True, text=True, timeout=TIMEOUT_S)
+
+
+def snapshot(*roots: Path) -> dict[str, tuple]:
+    """Every file and folder under `roots`, with each file's bytes and mtime."""
+    seen = {}
+    for root in roots:
+        if not root.exists():
+            seen[str(root)] = ("absent",)
+            continue
+        for path in sorted([root, *root.rglob("*")]):
+            if path.is_dir():
+                seen[str(path)] = ("dir",)
+            else:
+                seen[str(path)] = ("file", path.read_bytes(), path.stat().st_mtime_ns)
+    return seen
+
+
+def describe_changes(before: dict, after: dict) -> str:
+    added = sorted(set(after) - set(before))
+    removed = sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+    return f"added {added}, removed {removed}, changed {changed}"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, needles: list[str]) -> str:
+    shown = f"exit code {result.returncode}\n--- stdout:\n{result.stdout}\n--- stderr:\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr, shown
+    assert result.returncode == 2, shown
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"stderr must be exactly one line, got {len(lines)}:\n{shown}"
+    line = lines[0]
+    assert line.startswith("error: ") and line.strip() != "error:", shown
+    assert result.stdout.strip() == "", f"a refusal prints nothing on stdout:\n{shown}"
+    for needle in needles:
+        if needle.startswith("!"):
+            assert needle[1:] not in line, f"the error line should not be about {needle[1:]!r}:\n{line}"
+        elif needle.isdigit():  # a number must stand on its own, not inside a path or another number
+            assert re.search(rf"(?<![\w/.-]){needle}(?![\w/-]|\.\w)", line), f"the error line does not name {needle}:\n{line}"
+        else:
+            assert needle in line, f"the error line does not name {needle!r}:\n{line}"
+    return line
+
+
+# ------------------------------------------------------------------ cases
+
+
+@dataclass
+class Shared:
+    """Inputs that several cases read (never write)."""
+
+    teacher: Path
+    glue: Path
+    finished: Path  # folder holding recipe.yaml and run/ of one tiny run that went to the end
+
+
+@dataclass
+class Ctx:
+    """What a case builder gets: its own empty folder, the shared inputs, and helpers."""
+
+    dir: Path
+    shared: Shared
+    watched: list[Path] = field(default_factory=list)
+
+    @property
+    def teacher(self) -> Path:
+        return self.shared.teacher
+
+    @property
+    def glue(self) -> Path:
+        return self.shared.glue
+
+    @property
+    def run_dir(self) -> Path:
+        return self.dir / "run"
+
+    def recipe(self, mutate: Callable[[dict], None] | None = None, **extra) -> Path:
+        """The tiny recipe (run dir `<case>/run`, cache `<case>/cache`), optionally edited."""
+        path = tiny_recipe(self.dir, self.teacher, self.glue, **extra)
+        if mutate is not None:
+            raw = yaml.safe_load(path.read_text())
+            mutate(raw)
+            path.write_text(yaml.safe_dump(raw))
+        return path
+
+    def watch(self, path: Path) -> Path:
+        self.watched.append(path)
+        return path
+
+    def glue_copy(self) -> Path:
+        """A private copy of the tiny glue_data folder's SST-2, to damage."""
+        root = self.dir / "glue"
+        shutil.copytree(self.glue / "SST-2", root / "SST-2")
+        return root
+
+
+@dataclass
+class Case:
+    id: str
+    # -> (command-line args, strings the error line must contain; "!text": must not contain text)
+    build: Callable[[Ctx], tuple[list, list[str]]]
+
+
+@dataclass
+class Outcome:
+    result: subprocess.CompletedProcess
+    needles: list[str]
+    before: dict
+    after: dict
+
+
+CASES: dict[str, list[Case]] = {}
+
+
+def cases(group: str, *items: Case) -> list[Case]:
+    CASES[group] = list(items)
+    return CASES[group]
+
+
+def ids(items: list[Case]) -> list[str]:
+    return [c.id for c in items]
+
+
+# 1. The recipe file itself.
+
+
+def _bad_file(name: str, content: str | bytes):
+    def build(ctx: Ctx):
+        path = ctx.dir / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        return ["run", path], [str(path)]
+    return build
+
+
+def _missing_recipe(ctx: Ctx):
+    path = ctx.dir / "no-such-recipe.yaml"
+    return ["run", path], [str(path), "not found"]
+
+
+RECIPE_FILE_CASES = cases(
+    "recipe-file",
+    Case("recipe-missing", _missing_recipe),
+    Case("recipe-not-yaml", _bad_file("broken.yaml", "task: sst2\nstudents: [\n  - layers: 2\nseed: 7\n")),
+    Case("recipe-is-a-yaml-list", _bad_file("list.yaml", "- task: sst2\n- seed: 7\n")),
+    # beyond the brief:
+    Case("recipe-not-utf8", _bad_file("latin1.yaml", "task: sst2\nname: caf\xe9\n".encode("latin-1"))),
+)
+RECIPE_FILE_NEEDLES = {"recipe-not-yaml": ["YAML"], "recipe-is-a-yaml-list": ["list"]}
+
+
+# 2. Keys and values, in the recipe and through --set.
+
+
+def _nested(path: str, value):
+    def mutate(raw: dict) -> None:
+        node = raw
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[last] = value
+    return mutate
+
+
+def _in_recipe(key: str, value, needles: list[str]):
+    def build(ctx: Ctx):
+        return ["run", ctx.recipe(_nested(key, value))], needles
+    return build
+
+
+def _with_set(assignment: str, needles: list[str]):
+    def build(ctx: Ctx):
+        return ["run", ctx.recipe(), "--set", assignment], needles
+    return build
+
+
+RECIPE_KEY_CASES = cases(
+    "recipe-keys",
+    Case("recipe-unknown-top-key", _in_recipe("trian", 1, ["trian", "unknown key"])),
+    Case("recipe-unknown-nested-key", _in_recipe("students.0.trian", {"epochs": 1}, ["students.0.trian", "unknown key"])),
+    Case("recipe-seed-not-int", _in_recipe("seed", "abc", ["seed", "abc"])),
+    Case("recipe-alpha-above-1", _in_recipe("students.0.kd.alpha", 2, ["students.0.kd.alpha", "2"])),
+    Case("set-unknown-top-key", _with_set("trian=1", ["trian", "unknown key"])),
+    Case("set-unknown-nested-key", _with_set("students.0.trian=1", ["students.0.trian", "unknown key"])),
+    Case("set-seed-not-int", _with_set("seed=abc", ["seed", "abc"])),
+    Case("set-alpha-above-1", _with_set("students.0.kd.alpha=2", ["students.0.kd.alpha", "2"])),
+    Case("set-without-equals", _with_set("seed", ["--set", "seed", "key=value"])),
+    Case("set-index-out-of-range", _with_set("students.5.layers=1", ["students", "5"])),
+    # beyond the brief:
+    Case("set-value-not-yaml", _with_set("seed=[1", ["seed"])),
+)
+
+
+# 3. The data folder.
+
+
+def _data_dir_missing(ctx: Ctx):
+    missing = ctx.dir / "nonexistent"
+    return ["run", ctx.recipe(), "--data-dir", missing], [str(missing)]
+
+
+def _data_dir_without_task(ctx: Ctx):
+    root = ctx.dir / "glue"
+    (root / "MRPC").mkdir(parents=True)
+    return ["run", ctx.recipe(), "--data-dir", root], [str(root / "SST-2")]
+
+
+def _task_dir_without_dev(ctx: Ctx):
+    root = ctx.glue_copy()
+    (root / "SST-2" / "dev.tsv").unlink()
+    return ["run", ctx.recipe(), "--data-dir", root], [str(root / "SST-2" / "dev.tsv")]
+
+
+def _bad_row(split: str, row: str, line: int, *more: str):
+    def build(ctx: Ctx):
+        root = ctx.glue_copy()
+        path = root / "SST-2" / f"{split}.tsv"
+        assert len(path.read_text(encoding="utf-8").splitlines()) == line - 1
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(row)
+        return ["run", ctx.recipe(), "--data-dir", root], [str(path), f"line {line}", *more]
+    return build
+
+
+DATA_CASES = cases(
+    "data",
+    Case("data-dir-missing", _data_dir_missing),
+    Case("data-dir-without-task-folder", _data_dir_without_task),
+    Case("task-folder-without-dev", _task_dir_without_dev),
+    # tiny_glue's train.tsv: header + 160 rows; dev.tsv: header + 48 rows
+    Case("row-with-wrong-column-count", _bad_row("train", "a fine film\t1\textra\n", 162)),
+    Case("unknown-label", _bad_row("dev", "a fine film\t5\n", 50, "'5'")),
+)
+
+
+# 4. The task.
+
+TASK_CASES = cases(
+    "task",
+    Case("unknown-task", _with_set("task=foo", ["task", "foo"])),
+)
+
+
+# 5. The teacher.
+
+
+def _teacher(make: Callable[[Path], Path], *more: str):
+    def build(ctx: Ctx):
+        path = make(ctx.dir)
+        return ["run", ctx.recipe(), "--set", f"teacher.model={path}"], [str(path), *more]
+    return build
+
+
+def _missing_folder(root: Path) -> Path:
+    return root / "no-such-teacher"
+
+
+def _empty_folder(root: Path) -> Path:
+    (root / "empty-teacher").mkdir()
+    return root / "empty-teacher"
+
+
+def _gpt2(root: Path) -> Path:
+    from transformers import GPT2Config, GPT2Model
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=100, bos_token_id=0, eos_token_id=0)
+    GPT2Model(config).save_pretrained(root / "gpt2")
+    return root / "gpt2"
+
+
+def _no_weights(root: Path) -> Path:
+    folder = write_tiny_encoder(root / "teacher-without-weights")
+    (folder / "model.safetensors").unlink()
+    return folder
+
+
+TEACHER_CASES = cases(
+    "teacher",
+    Case("teacher-missing", _teacher(_missing_folder)),
+    Case("teacher-without-config", _teacher(_empty_folder, "config.json")),
+    Case("teacher-is-gpt2", _teacher(_gpt2, "gpt2")),
+    # beyond the brief:
+    Case("teacher-without-weights", _teacher(_no_weights)),
+)
+
+
+# 6. Student shapes (the tiny teacher has 4 layers).
+
+
+def _two_students(ctx: Ctx):
+    students = [
+        {"name": "small", "layers": 2, "init": "lower"},
+        {"name": "deep", "layers": 6, "init": "uniform"},
+    ]
+    return ["run", ctx.recipe(students=students)], ["deep", "6", "4"]
+
+
+STUDENT_CASES = cases(
+    "student",
+    Case("student-deeper-than-teacher", _with_set("students.0.layers=6", ["6", "4"])),
+    Case("layer-index-out-of-range", _with_set("students.0.init=[0,9]", ["9", "0..3"])),
+    Case("init-list-contradicts-layers", _with_set("students.0.init=[0,1,2]", ["students.0", "layers", "3"])),
+    # beyond the brief: with several students, the line says which one is wrong
+    Case("second-student-too-deep", _two_students),
+)
+
+
+# 7. The run directory.
+
+
+def _existing_run_dir(*flags: str, recipe_file: bool = False):
+    def build(ctx: Ctx):
+        ctx.run_dir.mkdir()
+        (ctx.run_dir / "notes.txt").write_text("precious results\n")
+        if recipe_file:
+            (ctx.run_dir / "recipe.yaml").write_text("task: sst2\n")
+        return ["run", ctx.recipe(), *flags], [str(ctx.run_dir)]
+    return build
+
+
+def _resume_missing(ctx: Ctx):
+    return ["run", ctx.recipe(), "--resume"], [str(ctx.run_dir)]
+
+
+def _resume_and_overwrite(ctx: Ctx):
+    return ["run", ctx.recipe(), "--resume", "--overwrite"], ["--resume", "--overwrite"]
+
+
+def _resume_other_recipe(ctx: Ctx):
+    finished = ctx.watch(ctx.shared.finished)
+    return ["run", finished / "recipe.yaml", "--resume", "--set", "seed=8"], [str(finished / "run")]
+
+
+def _overwrite_finished_with_bad_data(ctx: Ctx):
+    shutil.copytree(ctx.shared.finished / "run", ctx.run_dir)
+    missing = ctx.dir / "nonexistent"
+    return ["run", ctx.recipe(), "--overwrite", "--data-dir", missing], [str(missing)]
+
+
+def _output_dir_named(name: str):
+    def build(ctx: Ctx):
+        # --output-dir takes a path, whatever it looks like; the run must get as far as the
+        # student check and be refused there, not for its output directory.
+        return ["run", ctx.recipe(), "--output-dir", name, "--set", "students.0.layers=6"], ["6", "4", "!output_dir"]
+    return build
+
+
+RUN_DIR_CASES = cases(
+    "run-dir",
+    Case("run-dir-exists", _existing_run_dir()),
+    Case("overwrite-foreign-dir", _existing_run_dir("--overwrite")),
+    Case("resume-missing-dir", _resume_missing),
+    Case("resume-foreign-dir", _existing_run_dir("--resume")),
+    Case("resume-with-another-recipe", _resume_other_recipe),
+    # beyond the brief:
+    Case("resume-and-overwrite", _resume_and_overwrite),
+    Case("overwrite-finished-run-with-bad-input", _overwrite_finished_with_bad_data),
+    Case("output-dir-named-2024", _output_dir_named("2024")),
+)
+
+
+# 8. Tokenizer against teacher vocabulary.
+
+SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "good", "bad", "movie", "film", "fine"]
+
+
+def _small_tokenizer(folder: Path) -> Path:
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(SMALL_VOCAB) + "\n")
+    words = (folder / "vocab.txt").read_text().split()
+    # transformers 5 ignores vocab_file=; the vocabulary is passed as a mapping
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder)
+    return folder
+
+
+def _tokenizer(with_config: bool):
+    def build(ctx: Ctx):
+        folder = _small_tokenizer(ctx.dir / "small-tokenizer")
+        if with_config:
+            shutil.copy(ctx.teacher / "config.json", folder / "config.json")
+        return ["run", ctx.recipe(), "--set", f"teacher.tokenizer={folder}"], [str(folder), "vocabulary"]
+    return build
+
+
+def _vocab_too_small(ctx: Ctx):
+    teacher = write_tiny_encoder(ctx.dir / "teacher-vocab-100", vocab_size=100)
+    return ["run", ctx.recipe(), "--set", f"teacher.model={teacher}"], [str(teacher), "100"]
+
+
+TOKENIZER_CASES = cases(
+    "tokenizer",
+    Case("tokenizer-folder-with-other-vocab", _tokenizer(with_config=False)),
+    Case("tokenizer-model-folder-with-other-vocab", _tokenizer(with_config=True)),
+    Case("teacher-vocab-smaller-than-tokenizer", _vocab_too_small),
+)
+
+
+# 9. bequest evaluate.
+
+
+def _eval_missing_folder(ctx: Ctx):
+    folder = ctx.dir / "no-such-model"
+    return ["evaluate", folder, "--task", "sst2", "--data-dir", ctx.glue], [str(folder)]
+
+
+def _eval_unknown_task(ctx: Ctx):
+    student = ctx.watch(ctx.shared.finished / "run" / "student")
+    return ["evaluate", student, "--task", "foo", "--data-dir", ctx.glue], ["foo"]
+
+
+def _eval_output_exists(default_path: bool):
+    def build(ctx: Ctx):
+        model = ctx.dir / "model"
+        shutil.copytree(ctx.shared.finished / "run" / "student", model)
+        output = model / "eval_sst2.json" if default_path else ctx.dir / "scores.json"
+        output.write_text('{"keep": "these scores"}\n')
+        more = [] if default_path else ["--output", output]
+        return ["evaluate", model, "--task", "sst2", "--data-dir", ctx.glue, *more], [str(output)]
+    return build
+
+
+def _eval_data_missing(ctx: Ctx):
+    student = ctx.watch(ctx.shared.finished / "run" / "student")
+    missing = ctx.dir / "nonexistent"
+    return ["evaluate", student, "--task", "sst2", "--data-dir", missing, "--output", ctx.dir / "out.json"], [str(missing)]
+
+
+def _eval_wrong_head(ctx: Ctx):
+    student = ctx.watch(ctx.shared.finished / "run" / "student")
+    return ["evaluate", student, "--task", "stsb", "--data-dir", ctx.glue, "--output", ctx.dir / "out.json"], ["stsb"]
+
+
+EVALUATE_CASES = cases(
+    "evaluate",
+    Case("evaluate-missing-folder", _eval_missing_folder),
+    Case("evaluate-unknown-task", _eval_unknown_task),
+    Case("evaluate-default-output-exists", _eval_output_exists(default_path=True)),
+    Case("evaluate-given-output-exists", _eval_output_exists(default_path=False)),
+    # beyond the brief:
+    Case("evaluate-data-dir-missing", _eval_data_missing),
+    Case("evaluate-model-without-task-head", _eval_wrong_head),
+)
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_teacher, tiny_glue) -> Path:
+    """One tiny recipe run to the end (~7 s), for the cases that need an existing run or model."""
+    folder = tmp_path_factory.mktemp("finished")
+    recipe = tiny_recipe(folder, tiny_teacher, tiny_glue)
+    result = bequest("run", recipe, cwd=folder, cache=folder / "cache")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (folder / "run" / "results.json").is_file() and (folder / "run" / "student" / "config.json").is_file()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory, tiny_teacher, tiny_glue, finished_run) -> dict[str, Outcome]:
+    """Build every case in a folder of its own, then run them all, PARALLEL at a time."""
+    shared = Shared(teacher=tiny_teacher, glue=tiny_glue, finished=finished_run)
+    prepared = []
+    for group in CASES.values():
+        for case in group:
+            ctx = Ctx(dir=tmp_path_factory.mktemp(case.id), shared=shared)
+            args, needles = case.build(ctx)
+            prepared.append((case.id, ctx, args, needles))
+
+    def launch(item) -> tuple[str, Outcome]:
+        case_id, ctx, args, needles = item
+        roots = [ctx.dir, *ctx.watched]
+        before = snapshot(*roots)
+        result = bequest(*args, cwd=ctx.dir, cache=ctx.dir / "bequest-cache")
+        return case_id, Outcome(result, needles, before, snapshot(*roots))
+
+    # Cases that watch the finished run only read it, so they may run beside each other.
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        return dict(pool.map(launch, prepared))
+
+
+def check_refused(outcome: Outcome, *more_needles: str) -> str:
+    line = assert_one_line_error(outcome.result, [*outcome.needles, *more_needles])
+    assert outcome.after == outcome.before, (
+        f"a refused command changed files: {describe_changes(outcome.before, outcome.after)}\n{line}"
+    )
+    return line
+
+
+# ------------------------------------------------------------------ tests
+
+
+@pytest.mark.parametrize("case_id", ids(RECIPE_FILE_CASES))
+def test_bad_recipe_file(outcomes, case_id):
+    check_refused(outcomes[case_id], *RECIPE_FILE_NEEDLES.get(case_id, []))
+
+
+@pytest.mark.parametrize("case_id", ids(RECIPE_KEY_CASES))
+def test_bad_recipe_key_or_value(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(DATA_CASES))
+def test_bad_data(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(TASK_CASES))
+def test_unknown_task(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(TEACHER_CASES))
+def test_bad_teacher(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(STUDENT_CASES))
+def test_bad_student_shape(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(RUN_DIR_CASES))
+def test_run_dir_is_protected(outcomes, case_id):
+    """Refusals leave the case folder as it was: pre-existing files untouched, no run dir created."""
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(TOKENIZER_CASES))
+def test_tokenizer_must_fit_teacher(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", ids(EVALUATE_CASES))
+def test_bad_evaluate(outcomes, case_id):
+    check_refused(outcomes[case_id])
+
+
+def test_every_case_has_a_test():
+    tested = [RECIPE_FILE_CASES, RECIPE_KEY_CASES, DATA_CASES, TASK_CASES, TEACHER_CASES,
+              STUDENT_CASES, RUN_DIR_CASES, TOKENIZER_CASES, EVALUATE_CASES]
+    every = [c.id for group in CASES.values() for c in group]
+    assert len(set(every)) == len(every), "case ids must be unique"
+    assert {c.id for group in tested for c in group} == set(every)
+
+
+# 10. Help.
+
+
+def test_help_lists_commands(tmp_path):
+    result = bequest("--help", cwd=tmp_path, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "run" in result.stdout and "evaluate" in result.stdout
+
+
+def test_no_arguments_prints_help(tmp_path):
+    result = bequest(cwd=tmp_path, cache=tmp_path / "cache")
+    shown = result.stdout + result.stderr
+    assert "Traceback" not in shown
+    assert "Usage" in shown and "run" in shown and "evaluate" in shown, shown
+    assert result.returncode in (0, 2), shown  # click exits 2 when no_args_is_help shows the help
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["run", "evaluate"])
+def test_subcommand_help(tmp_path, command):
+    result = bequest(command, "--help", cwd=tmp_path, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "Usage" in result.stdout
