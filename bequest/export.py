@@ -29,7 +29,7 @@ def write_model_card(folder: Path, record: dict) -> None:
 
 # {record['name']}: a {record['num_layers']}-layer student for GLUE {task.upper()}
 
-Distilled with [bequest](https://pypi.org/project/bequest/) {record['bequest_version']} from the teacher
+Distilled with bequest {record['bequest_version']} from the teacher
 `{teacher['model']}` (fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}).
 
 - Initialisation: {init} ({record['init']})
@@ -38,6 +38,8 @@ Distilled with [bequest](https://pypi.org/project/bequest/) {record['bequest_ver
 - Seed: {record['seed']}; maximum sequence length: {record['max_length']}
 
 ## Dev-set scores
+
+Scored after export, from the files in this folder.
 
 | metric | value |
 |---|---|

@@ -80,6 +80,8 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
                 f"the recipe differs from the one {run_dir} was started with ({run_dir / RECIPE_FILE}): "
                 "resume with the same recipe and overrides, or start a new run with --output-dir"
             )
+        for leftover in run_dir.glob(".*.tmp"):  # half-written exports of the killed process
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
         return
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:

@@ -135,3 +135,19 @@ def test_resume_after_kill_gives_the_uninterrupted_result(finished, tiny_teacher
     second = load_file(str(tmp_path / "killed" / "run" / "student" / "model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert not (tmp_path / "killed" / "run" / "checkpoints").exists()
+
+
+def test_mnli_scores_matched_and_mismatched(tiny_teacher, tmp_path):
+    """MNLI has two dev files; both are scored, the second under its own key."""
+    folder = tmp_path / "glue" / "MNLI"
+    folder.mkdir(parents=True)
+    header = "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+    labels = ("entailment", "neutral", "contradiction")
+    for split, rows in (("train", 48), ("dev_matched", 12), ("dev_mismatched", 9)):
+        lines = [f"{i}\tp\tq\tg\tb\tb\tp\tp\tthe cat sat {i} times\ta cat sat {split}\t{labels[i % 3]}\t{labels[i % 3]}\n" for i in range(rows)]
+        (folder / f"{split}.tsv").write_text(header + "".join(lines))
+    results = _run(tmp_path, tiny_teacher, tmp_path / "glue", task="mnli")
+    for row in (results["teacher"], results["students"]["student"]):
+        assert sorted(row["dev"]) == ["accuracy", "accuracy_mismatched"]
+    env = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert env["dev_examples"] == {"dev_matched": 12, "dev_mismatched": 9}
