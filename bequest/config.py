@@ -49,20 +49,97 @@ class TeacherConfig(_Section):
     finetune: TeacherFinetuneConfig = TeacherFinetuneConfig(epochs=2)
 
 
-class KDConfig(_Section):
-    """Logit KD: (1-alpha)*CE(labels) + alpha*KL(teacher/T || student/T)*T^2 (MSE for regression)."""
+class _Objective(_Section):
+    weight: float = Field(1.0, ge=0, description="this term's weight in the stage's summed loss")
+
+
+class TaskObjective(_Objective):
+    """Cross-entropy on the labels (MSE for regression): plain fine-tuning when used alone."""
+
+
+class KDObjective(_Objective):
+    """Logit KD: (1-alpha)*task loss + alpha*KL(teacher/T || student/T)*T^2 (MSE for regression)."""
 
     alpha: float = Field(0.5, ge=0, le=1)
     temperature: float = Field(2.0, gt=0)
+
+
+Mapping = Literal["uniform", "skip", "last"] | list[tuple[int, int]]
+
+
+class _LayerObjective(_Objective):
+    mapping: Mapping | None = Field(None, description="uniform/skip, last, or [[student, teacher], ...]; default per objective")
+
+
+class HiddenObjective(_LayerObjective):
+    """Hidden states (embeddings = 0), through a learned projection when widths differ."""
+
+    loss: Literal["mse", "cosine"] = "mse"
+    projection: Literal["shared", "per_layer"] = Field("shared", description="one projection for all layers (TinyBERT) or one each")
+
+
+class AttentionObjective(_LayerObjective):
+    """Attention maps: MSE on pre-softmax scores (TinyBERT) or KL between distributions."""
+
+
+class ValueRelationObjective(_LayerObjective):
+    """MiniLM: KL between value self-relations softmax(V V^T / sqrt(d)); needs equal head counts."""
+
+
+class MiniLMv2Objective(_LayerObjective):
+    """MiniLMv2: KL between Q-Q, K-K, V-V self-relations split into relation heads."""
+
+    relations: list[Literal["qq", "kk", "vv"]] = Field(default_factory=lambda: ["qq", "kk", "vv"], min_length=1)
+    relation_heads: int | None = Field(None, ge=1, description="default: the teacher's attention head count")
+
+
+class PKDObjective(_LayerObjective):
+    """PKD: MSE of L2-normalised [CLS] states of mapped layers."""
+
+    projection: Literal["shared", "per_layer"] = "shared"
+
+
+class ObjectivesConfig(_Section):
+    """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
+
+    task: TaskObjective | None = None
+    kd: KDObjective | None = None
+    hidden: HiddenObjective | None = None
+    attention_mse: AttentionObjective | None = None
+    attention_kl: AttentionObjective | None = None
+    value_relation: ValueRelationObjective | None = None
+    minilmv2: MiniLMv2Objective | None = None
+    pkd: PKDObjective | None = None
+
+    @model_validator(mode="after")
+    def _sensible(self) -> ObjectivesConfig:
+        if not self.active():
+            raise ValueError("a stage needs at least one objective (e.g. kd: {} or task: {})")
+        if self.kd is not None and self.task is not None:
+            raise ValueError("kd already includes the task loss with weight 1-alpha: drop task, or set kd.alpha")
+        return self
+
+    def active(self) -> dict[str, _Objective]:
+        return {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
+
+    def describe(self) -> str:
+        return " + ".join(f"{term.weight:g}*{name}" + (f"(alpha={term.alpha:g}, T={term.temperature:g})" if name == "kd" else "")
+                          for name, term in self.active().items())
+
+
+class StageConfig(_Section):
+    name: str | None = None
+    objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
+    train: TrainConfig = TrainConfig(learning_rate=1e-4)
 
 
 class StudentConfig(_Section):
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
     init: Literal["lower", "upper", "uniform", "random"] | list[int] = "lower"
-    objective: Literal["kd", "finetune"] = "kd"
-    kd: KDConfig = KDConfig()
+    objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
     train: TrainConfig = TrainConfig(learning_rate=1e-4)
+    stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
 
     @model_validator(mode="after")
     def _depth_known(self) -> StudentConfig:
@@ -74,7 +151,12 @@ class StudentConfig(_Section):
             self.layers = len(self.init)
         elif self.layers is None and self.init != "random":
             raise ValueError(f"layers: say how many layers the student has (init '{self.init}' needs it)")
+        if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
+            raise ValueError("give either stages or objectives/train, not both")
         return self
+
+    def all_stages(self) -> list[StageConfig]:
+        return self.stages or [StageConfig(objectives=self.objectives, train=self.train)]
 
 
 class DataConfig(_Section):

@@ -33,7 +33,7 @@ Distilled with bequest {record['bequest_version']} from the teacher
 `{teacher['model']}` (fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}).
 
 - Initialisation: {init} ({record['init']})
-- Training objective: {record['objective_text']}
+- Training objectives: {record['objectives']}
 - Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,})
 - Seed: {record['seed']}; maximum sequence length: {record['max_length']}
 

@@ -8,8 +8,7 @@ student from its last checkpoint.
 
 from __future__ import annotations
 
-import json
-import os
+import copy
 import platform
 import shutil
 import sys
@@ -37,9 +36,11 @@ from bequest.export import read_record, write_model_card, write_record
 from bequest.init.layers import init_student, select_layers
 from bequest.io import building_dir, write_json, write_text
 from bequest.models.loading import count_parameters, load_config, load_tokenizer
-from bequest.objectives.logits import kd_loss, task_loss
+from bequest.models.capture import projections
+from bequest.objectives.terms import build_terms
+from bequest.train.distiller import Distiller
 from bequest.train.loop import train
-from bequest.train.teacher import load_teacher, model_inputs, prepare_teacher, teacher_logits
+from bequest.train.teacher import load_teacher, prepare_teacher, teacher_logits
 
 RECIPE_FILE = "recipe.yaml"
 console = Console(stderr=True)
@@ -107,15 +108,19 @@ def check_inputs(config: RunConfig) -> Inputs:
     teacher_config = load_config(config.teacher.model)
     tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, teacher_config, config.teacher.model)
     depth = teacher_config.num_hidden_layers
+    task = get_task(config.task)
+    teacher, has_head = load_teacher(config, task)
     for number, student in enumerate(config.students):
         try:
             select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
+            for stage in student.all_stages():
+                terms = build_terms(stage.objectives, student_config(teacher, student), teacher_config)
+                if any(term.attention for _, term in terms.values()):
+                    projections(teacher)  # refuses architectures whose attention we cannot read
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
-    task = get_task(config.task)
     data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length,
                           config.data.max_train_examples, config.seed)
-    teacher, has_head = load_teacher(config, task)
     return Inputs(tokenizer, data, teacher, has_head)
 
 
@@ -137,25 +142,24 @@ def environment(config: RunConfig, data: TaskData) -> dict:
     }
 
 
-def objective_text(student: StudentConfig) -> str:
-    if student.objective == "finetune":
-        return "fine-tuning on the labels only (no distillation)"
-    return f"logit KD, (1-a)*task loss + a*KL(teacher/T || student/T)*T^2 with a={student.kd.alpha}, T={student.kd.temperature}"
+def student_config(teacher: nn.Module, student: StudentConfig):
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = student.layers or config.num_hidden_layers
+    return config
 
 
-def student_loss(student: StudentConfig, soft_targets: torch.Tensor | None):
-    def loss_fn(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = model(**model_inputs(batch)).logits
-        if student.objective == "finetune":
-            return task_loss(logits, batch["labels"])
-        targets = soft_targets[batch["index"].cpu()].to(logits.device)
-        return kd_loss(logits, targets, batch["labels"], student.kd.alpha, student.kd.temperature)
-
-    return loss_fn
+def stages_text(student: StudentConfig) -> str:
+    stages = student.all_stages()
+    return "; ".join(f"stage {n} ({stage.name or 'unnamed'}): {stage.objectives.describe()}" if len(stages) > 1
+                     else stage.objectives.describe() for n, stage in enumerate(stages, 1))
 
 
 def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_info: dict) -> dict:
-    """Initialise, distil, export and re-score one student; return its record (skipped if already exported)."""
+    """Initialise, distil stage by stage, export and re-score one student; return its record.
+
+    A student already exported is reused; an unfinished stage resumes from its checkpoint (a
+    finished stage's last checkpoint is kept until export, so resuming skips it).
+    """
     folder = run.dir / student.name
     done = read_record(folder)
     if done is not None:
@@ -163,25 +167,31 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         return done
     config = run.config
     model, chosen = init_student(teacher, student.init, student.layers, config.seed)
-    soft = teacher_logits(config, teacher, run.data.train, run.pad) if student.objective == "kd" else None
-    history = train(
-        model,
-        run.data.train,
-        student_loss(student, soft),
-        student.train,
-        seed=config.seed,
-        pad_token_id=run.pad,
-        accelerator=run.accelerator,
-        checkpoint_dir=run.dir / "checkpoints" / student.name,
-        evaluate=run.score,
-        desc=f"distilling {student.name}" if student.objective == "kd" else f"fine-tuning {student.name}",
-    )
+    stages = student.all_stages()
+    history = []
+    for number, stage in enumerate(stages, 1):
+        terms = build_terms(stage.objectives, model.config, teacher.config)
+        soft = teacher_logits(config, teacher, run.data.train, run.pad) if stage.objectives.kd else None
+        distiller = Distiller(model, terms, teacher, soft)
+        label = student.name if len(stages) == 1 else f"{student.name} stage {number}/{len(stages)}"
+        log = train(
+            distiller,
+            run.data.train,
+            lambda m, batch: m(batch),
+            stage.train,
+            seed=config.seed,
+            pad_token_id=run.pad,
+            accelerator=run.accelerator,
+            checkpoint_dir=run.dir / "checkpoints" / student.name / f"stage-{number}",
+            evaluate=lambda m: run.score(run.accelerator.unwrap_model(m).student),
+            desc=f"training {label}",
+        )
+        history += [{"stage": number, **row} for row in log]
     write_json(run.dir / "logs" / f"{student.name}.json", history)
-    model = run.accelerator.unwrap_model(model)
     record = {
         "name": student.name, "task": config.task, "metrics": list(run.data.task.metrics),
         "num_layers": model.config.num_hidden_layers, "init": student.init if isinstance(student.init, str) else "explicit",
-        "layers_from": chosen, "objective": student.objective, "objective_text": objective_text(student),
+        "layers_from": chosen, "objectives": stages_text(student),
         "parameters": count_parameters(model), "seed": config.seed, "max_length": config.data.max_length,
         "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,
         "recipe": dump_config(config),

@@ -235,11 +235,11 @@ RECIPE_KEY_CASES = cases(
     Case("recipe-unknown-top-key", _in_recipe("trian", 1, ["trian", "unknown key"])),
     Case("recipe-unknown-nested-key", _in_recipe("students.0.trian", {"epochs": 1}, ["students.0.trian", "unknown key"])),
     Case("recipe-seed-not-int", _in_recipe("seed", "abc", ["seed", "abc"])),
-    Case("recipe-alpha-above-1", _in_recipe("students.0.kd.alpha", 2, ["students.0.kd.alpha", "2"])),
+    Case("recipe-alpha-above-1", _in_recipe("students.0.objectives.kd.alpha", 2, ["students.0.objectives.kd.alpha", "2"])),
     Case("set-unknown-top-key", _with_set("trian=1", ["trian", "unknown key"])),
     Case("set-unknown-nested-key", _with_set("students.0.trian=1", ["students.0.trian", "unknown key"])),
     Case("set-seed-not-int", _with_set("seed=abc", ["seed", "abc"])),
-    Case("set-alpha-above-1", _with_set("students.0.kd.alpha=2", ["students.0.kd.alpha", "2"])),
+    Case("set-alpha-above-1", _with_set("students.0.objectives.kd.alpha=2", ["students.0.objectives.kd.alpha", "2"])),
     Case("set-without-equals", _with_set("seed", ["--set", "seed", "key=value"])),
     Case("set-index-out-of-range", _with_set("students.5.layers=1", ["students", "5"])),
     # beyond the brief:

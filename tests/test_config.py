@@ -10,7 +10,7 @@ from bequest.errors import BequestError
 def test_defaults_and_round_trip(tmp_path):
     config = parse_config({"task": "SST-2", "students": [{"layers": 3}]})
     assert config.task == "sst2"
-    assert config.students[0].init == "lower" and config.students[0].kd.alpha == 0.5
+    assert config.students[0].init == "lower" and config.students[0].objectives.kd.alpha == 0.5
     path = tmp_path / "r.yaml"
     path.write_text(dump_config(config))
     assert load_config(path) == config
@@ -22,7 +22,7 @@ def test_defaults_and_round_trip(tmp_path):
         ({"task": "sst2", "epochs": 3}, "epochs: unknown key"),
         ({"task": "sst2", "students": [{"layers": 3, "trian": {}}]}, "students.0.trian: unknown key"),
         ({"task": "sst2", "seed": "abc"}, "seed: .*integer.*'abc'"),
-        ({"task": "sst2", "students": [{"layers": 3, "kd": {"alpha": 2}}]}, "students.0.kd.alpha: .*less than or equal to 1"),
+        ({"task": "sst2", "students": [{"layers": 3, "objectives": {"kd": {"alpha": 2}}}]}, "students.0.objectives.kd.alpha: .*less than or equal to 1"),
         ({"task": "nope"}, "task: unknown GLUE task 'nope'"),
         ({}, "task: required key is missing"),
         ({"task": "sst2", "students": [{"layers": 2, "init": [0, 1, 2]}]}, "layers is 2 but init lists 3"),
@@ -65,5 +65,5 @@ def test_non_utf8_recipe(tmp_path):
 def test_override_is_validated_like_the_recipe(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({"task": "sst2", "students": [{"layers": 3}]}))
-    with pytest.raises(BequestError, match="students.0.kd.temperature: .*greater than 0"):
-        load_config(path, [("students.0.kd.temperature", 0)])
+    with pytest.raises(BequestError, match="students.0.objectives.kd.temperature: .*greater than 0"):
+        load_config(path, [("students.0.objectives.kd.temperature", 0)])

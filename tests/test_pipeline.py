@@ -95,7 +95,7 @@ def test_a_fine_tuned_teacher_is_used_as_it_is(finished, tiny_glue, tmp_path):
 @pytest.mark.parametrize(("task", "metrics"), [("stsb", ["pearson", "spearmanr"]), ("mrpc", ["f1", "accuracy"]), ("cola", ["matthews_correlation"])])
 def test_other_tasks_and_the_no_kd_baseline(task, metrics, tiny_teacher, tiny_glue, tmp_path):
     students = [{"name": "kd", "layers": 1, "init": "upper", "train": {"epochs": 1, "batch_size": 16}},
-                {"name": "baseline", "layers": 1, "init": [3], "objective": "finetune", "train": {"epochs": 1, "batch_size": 16}}]
+                {"name": "baseline", "layers": 1, "init": [3], "objectives": {"task": {}}, "train": {"epochs": 1, "batch_size": 16}}]
     results = _run(tmp_path, tiny_teacher, tiny_glue, task=task, students=students)
     assert list(results["students"]) == ["kd", "baseline"]
     assert results["students"]["kd"]["layers_from"] == results["students"]["baseline"]["layers_from"] == [3]
@@ -120,7 +120,7 @@ def test_resume_after_kill_gives_the_uninterrupted_result(finished, tiny_teacher
     process = subprocess.Popen([BEQUEST, "run", str(recipe)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = tmp_path / "killed" / "run" / "checkpoints" / "student"
     deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith("checkpoint-") for p in checkpoints.glob("*")):
+    while time.time() < deadline and not any(checkpoints.rglob("checkpoint-*")):
         time.sleep(0.05)
     time.sleep(0.3)
     process.send_signal(signal.SIGKILL)
@@ -151,3 +151,51 @@ def test_mnli_scores_matched_and_mismatched(tiny_teacher, tmp_path):
         assert sorted(row["dev"]) == ["accuracy", "accuracy_mismatched"]
     env = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert env["dev_examples"] == {"dev_matched": 12, "dev_mismatched": 9}
+
+
+TWO_STAGES = [{"name": "student", "layers": 2, "init": "uniform", "stages": [
+    {"name": "intermediate", "objectives": {"hidden": {}, "attention_mse": {}, "minilmv2": {"weight": 0.5}},
+     "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}},
+    {"name": "prediction", "objectives": {"kd": {"alpha": 0.7, "temperature": 4}, "pkd": {"weight": 10, "mapping": [[1, 2]]}},
+     "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}}]}]
+
+
+def test_two_stage_schedule_and_resume_inside_the_second_stage(finished, tiny_teacher, tiny_glue, tmp_path, monkeypatch):
+    import bequest.train.loop as loop
+
+    folder, _ = finished
+    cache = str(folder / "cache")
+    reference = _run(tmp_path / "reference", tiny_teacher, tiny_glue, cache_dir=cache, students=TWO_STAGES)
+    history = json.loads((tmp_path / "reference" / "run" / "logs" / "student.json").read_text())
+    assert [(h["stage"], h["epoch"]) for h in history] == [(1, 1), (2, 1), (2, 2)]
+    card = (tmp_path / "reference" / "run" / "student" / "README.md").read_text()
+    assert "stage 1 (intermediate): 1*hidden + 1*attention_mse + 0.5*minilmv2" in card and "stage 2 (prediction)" in card
+
+    real_save, saves = loop._save_checkpoint, []
+
+    def save_then_die(directory, *args):
+        real_save(directory, *args)
+        saves.append(directory.name)
+        if saves.count("stage-2") == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    (tmp_path / "killed").mkdir()
+    config = load_config(tiny_recipe(tmp_path / "killed", tiny_teacher, tiny_glue, cache_dir=cache, students=TWO_STAGES))
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(config)
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    resumed = run_recipe(config, resume=True)
+    assert resumed["students"]["student"]["dev"] == reference["students"]["student"]["dev"]
+    first = load_file(str(tmp_path / "reference" / "run" / "student" / "model.safetensors"))
+    second = load_file(str(tmp_path / "killed" / "run" / "student" / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_mapping_to_a_missing_layer_is_refused_before_anything_is_written(tiny_teacher, tiny_glue, tmp_path):
+    from bequest.errors import BequestError
+
+    students = [{"name": "s", "layers": 2, "objectives": {"attention_kl": {"mapping": [[0, 7]]}}}]
+    with pytest.raises(BequestError, match=r"students.0 \(s\): objective attention_kl: .*teacher layer 7, but the teacher has layers 0..3"):
+        _run(tmp_path, tiny_teacher, tiny_glue, students=students)
+    assert not (tmp_path / "run").exists()

@@ -44,6 +44,11 @@ class Encoded:
         return digest.hexdigest()
 
 
+def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The tensors a model's forward takes, without the labels and example indices a batch also carries."""
+    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+
+
 def encode(tokenizer, text_a: list[str], text_b: list[str] | None, labels: list, max_length: int) -> Encoded:
     pairs = (text_a, text_b) if text_b is not None else (text_a,)
     tokens = tokenizer(*pairs, truncation=True, max_length=max_length)

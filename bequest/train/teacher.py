@@ -21,7 +21,7 @@ from torch import nn
 
 from bequest import __version__
 from bequest.config import RunConfig
-from bequest.data.features import Encoded
+from bequest.data.features import Encoded, model_inputs
 from bequest.data.task_data import TaskData
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
@@ -42,10 +42,6 @@ def _key(*parts) -> str:
 def label_maps(task) -> dict:
     names = task.label_names or ("score",)
     return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-
-
-def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
 
 
 def load_teacher(config: RunConfig, task) -> tuple[nn.Module, bool]:

@@ -1,0 +1,164 @@
+"""Objectives as small modules over captured tensors; a stage's loss is their weighted sum.
+
+Each term says what it reads (`hidden`, `attention`: the Q/K/V projections), so a forward pass
+captures only what some term needs. Terms with learned parts (width projections) are modules
+whose parameters train with the student and are saved in its checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PretrainedConfig
+
+from bequest.config import ObjectivesConfig
+from bequest.errors import BequestError
+from bequest.models.capture import Captured
+from bequest.objectives import losses
+from bequest.objectives.logits import kd_loss, task_loss
+from bequest.objectives.mapping import layer_pairs
+
+
+class Term(nn.Module):
+    hidden = False  # reads hidden states
+    attention = False  # reads Q/K/V (and the scores built from them)
+    teacher_pass = False  # needs the teacher's internals, not only its cached logits
+
+    def forward(self, student: Captured, teacher: Captured, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Task(Term):
+    def forward(self, student, teacher, labels):
+        return task_loss(student.logits, labels)
+
+
+class LogitKD(Term):
+    def __init__(self, alpha: float, temperature: float):
+        super().__init__()
+        self.alpha, self.temperature = alpha, temperature
+
+    def forward(self, student, teacher, labels):
+        return kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature)
+
+
+class _Projected(Term):
+    """Maps student states to the teacher's width with learned linear maps when the widths differ."""
+
+    hidden = teacher_pass = True
+
+    def __init__(self, pairs, student_width: int, teacher_width: int, projection: str):
+        super().__init__()
+        self.pairs = pairs
+        count = 0 if student_width == teacher_width else (1 if projection == "shared" else len(pairs))
+        self.projections = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(count))
+
+    def project(self, position: int, states: torch.Tensor) -> torch.Tensor:
+        if not self.projections:
+            return states
+        return self.projections[position if len(self.projections) > 1 else 0](states)
+
+
+class Hidden(_Projected):
+    def __init__(self, pairs, student_width, teacher_width, projection, loss):
+        super().__init__(pairs, student_width, teacher_width, projection)
+        self.loss = losses.hidden_cosine if loss == "cosine" else losses.hidden_mse
+
+    def forward(self, student, teacher, labels):
+        return sum(self.loss(self.project(n, student.hidden[s]), teacher.hidden[t], student.mask)
+                   for n, (s, t) in enumerate(self.pairs))
+
+
+class PKD(_Projected):
+    def forward(self, student, teacher, labels):
+        return sum(losses.pkd(self.project(n, student.hidden[s][:, 0]), teacher.hidden[t][:, 0])
+                   for n, (s, t) in enumerate(self.pairs))
+
+
+class _LayerTerm(Term):
+    attention = teacher_pass = True
+
+    def __init__(self, pairs):
+        super().__init__()
+        self.pairs = pairs
+
+
+class AttentionMSE(_LayerTerm):
+    def forward(self, student, teacher, labels):
+        return sum(losses.attention_mse(student.scores(s), teacher.scores(t), student.mask) for s, t in self.pairs)
+
+
+class AttentionKL(_LayerTerm):
+    def forward(self, student, teacher, labels):
+        return sum(losses.distribution_kl(F.log_softmax(student.scores(s), -1), F.log_softmax(teacher.scores(t), -1), student.mask)
+                   for s, t in self.pairs)
+
+
+class Relations(_LayerTerm):
+    """Self-relations of Q, K and/or V split into `heads` relation heads (MiniLM value relation, MiniLMv2)."""
+
+    def __init__(self, pairs, relations, student_heads: int, teacher_heads: int):
+        super().__init__(pairs)
+        self.relations, self.student_heads, self.teacher_heads = relations, student_heads, teacher_heads
+
+    def forward(self, student, teacher, labels):
+        total = 0.0
+        for s, t in self.pairs:
+            for relation in self.relations:
+                slot = {"qq": "queries", "kk": "keys", "vv": "values"}[relation]
+                log_s = losses.relation_log_probs(getattr(student, slot)[s], self.student_heads, student.mask)
+                log_t = losses.relation_log_probs(getattr(teacher, slot)[t], self.teacher_heads, teacher.mask)
+                total = total + losses.distribution_kl(log_s, log_t, student.mask)
+        return total
+
+
+def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
+    """PKD-skip: intermediate layers only; the last layer is the logit KD's job."""
+    pairs = layer_pairs("uniform", student_layers, teacher_layers, "hidden")[1:-1]
+    if not pairs:
+        raise BequestError("pkd: a 1-layer student has no intermediate layer to map: give pkd.mapping, e.g. [[1, 6]]")
+    return pairs
+
+
+def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig) -> dict[str, tuple[float, Term]]:
+    """Turn a stage's objectives into weighted terms, checking every layer and shape they need."""
+    s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
+    s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
+    s_width, t_width = student.hidden_size, teacher.hidden_size
+    terms = {}
+    for name, spec in objectives.active().items():
+        where = f"objective {name}"
+
+        def pairs(default, space):
+            return layer_pairs(spec.mapping or default, s_layers, t_layers, space, where)
+
+        if name in ("attention_mse", "attention_kl", "value_relation") and s_heads != t_heads:
+            raise BequestError(f"{where} compares attention heads one to one, but the student has {s_heads} heads and the "
+                               f"teacher {t_heads}: use minilmv2, whose relation heads need not match")
+        if name == "task":
+            term = Task()
+        elif name == "kd":
+            term = LogitKD(spec.alpha, spec.temperature)
+        elif name == "hidden":
+            term = Hidden(pairs("uniform", "hidden"), s_width, t_width, spec.projection, spec.loss)
+        elif name == "pkd":
+            chosen = layer_pairs(spec.mapping, s_layers, t_layers, "hidden", where) if spec.mapping else _pkd_default(s_layers, t_layers)
+            term = PKD(chosen, s_width, t_width, spec.projection)
+        elif name == "attention_mse":
+            term = AttentionMSE(pairs("uniform", "layer"))
+        elif name == "attention_kl":
+            term = AttentionKL(pairs("uniform", "layer"))
+        elif name == "value_relation":
+            term = Relations(pairs("last", "layer"), ["vv"], s_heads, t_heads)
+        elif name == "minilmv2":
+            heads = spec.relation_heads or t_heads
+            for who, width in (("student", s_width), ("teacher", t_width)):
+                if width % heads:
+                    raise BequestError(f"{where}: {heads} relation heads do not divide the {who}'s width {width}: "
+                                       "choose minilmv2.relation_heads that divides both widths")
+            term = Relations(pairs("last", "layer"), spec.relations, heads, heads)
+        else:  # a new config field without a term here is a programming error
+            raise AssertionError(name)
+        terms[name] = (spec.weight, term)
+    return terms

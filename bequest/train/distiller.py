@@ -1,0 +1,42 @@
+"""The module a distillation stage trains: the student plus its objectives' learned parts.
+
+Its forward pass returns the stage's loss, so the training loop (and accelerate's wrappers for
+several processes) treat distillation exactly like ordinary training. The teacher is held
+outside the module tree: it is never trained, and never saved in the student's checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bequest.data.features import model_inputs
+from bequest.models.capture import Captured, run_captured
+from bequest.objectives.terms import Term
+
+
+class Distiller(nn.Module):
+    def __init__(self, student: nn.Module, terms: dict[str, tuple[float, Term]], teacher: nn.Module,
+                 soft_targets: torch.Tensor | None):
+        super().__init__()
+        self.student = student
+        self.terms = nn.ModuleDict({name: term for name, (_, term) in terms.items()})
+        self.weights = {name: weight for name, (weight, _) in terms.items()}
+        self._teacher = (teacher,)  # a tuple, so nn.Module does not register it
+        self.soft_targets = soft_targets
+        self.hidden = any(term.hidden for term in self.terms.values())
+        self.attention = any(term.attention for term in self.terms.values())
+        self.teacher_pass = any(term.teacher_pass for term in self.terms.values())
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = model_inputs(batch)
+        student = run_captured(self.student, inputs, self.hidden, self.attention)
+        teacher_model = self._teacher[0]
+        if self.teacher_pass:
+            with torch.no_grad():
+                teacher = run_captured(teacher_model, inputs, self.hidden, self.attention)
+        else:
+            teacher = Captured(mask=inputs["attention_mask"], num_heads=teacher_model.config.num_attention_heads)
+        if self.soft_targets is not None:  # cached logits: the same numbers in every epoch and run
+            teacher.logits = self.soft_targets[batch["index"].cpu()].to(student.logits.device)
+        return sum(self.weights[name] * term(student, teacher, batch["labels"]) for name, term in self.terms.items())
