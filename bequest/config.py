@@ -27,6 +27,7 @@ class TrainConfig(_Section):
     """How one model is trained: the teacher's fine-tuning or one student's distillation."""
 
     epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps; overrides epochs")
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -34,6 +35,7 @@ class TrainConfig(_Section):
     max_grad_norm: float = Field(1.0, gt=0)
     group_by_length: bool = True
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (also saved at each epoch end)")
+    log_every: int = Field(50, ge=1, description="steps between points of the training-loss curve")
 
 
 class TeacherFinetuneConfig(TrainConfig):

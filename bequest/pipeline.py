@@ -168,7 +168,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     config = run.config
     model, chosen = init_student(teacher, student.init, student.layers, config.seed)
     stages = student.all_stages()
-    history = []
+    history, curve = [], []
     for number, stage in enumerate(stages, 1):
         terms = build_terms(stage.objectives, model.config, teacher.config)
         soft = teacher_logits(config, teacher, run.data.train, run.pad) if stage.objectives.kd else None
@@ -186,8 +186,10 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
             evaluate=lambda m: run.score(run.accelerator.unwrap_model(m).student),
             desc=f"training {label}",
         )
-        history += [{"stage": number, **row} for row in log]
+        history += [{"stage": number, **row} for row in log["evaluations"]]
+        curve += [{"stage": number, **row} for row in log["curve"]]
     write_json(run.dir / "logs" / f"{student.name}.json", history)
+    write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
         "name": student.name, "task": config.task, "metrics": list(run.data.task.metrics),
         "num_layers": model.config.num_hidden_layers, "init": student.init if isinstance(student.init, str) else "explicit",

@@ -100,3 +100,23 @@ def test_a_half_written_checkpoint_is_ignored(tmp_path):
     (tmp_path / ".checkpoint-4.abc.tmp").mkdir()
     (tmp_path / "checkpoint-x").mkdir()
     assert loop.latest_checkpoint(tmp_path) is None
+
+
+def test_max_steps_stops_mid_epoch_and_the_curve_averages_windows(tmp_path):
+    # 70 examples / batch 8 = 9 steps per epoch; 13 steps end inside the second epoch
+    cfg = TrainConfig(epochs=1, max_steps=13, batch_size=8, learning_rate=1e-3, log_every=5, checkpoint_every=100)
+    losses = []
+    model = _model()
+
+    def loss_fn(m, b):
+        loss = task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        losses.append(loss.item())
+        return loss
+
+    log = loop.train(model, _data(), loss_fn, cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True),
+                     checkpoint_dir=tmp_path)
+    assert len(losses) == 13
+    assert [(e["epoch"], e["step"]) for e in log["evaluations"]] == [(1, 9), (2, 13)]
+    assert log["evaluations"][1]["train_loss"] == pytest.approx(sum(losses[9:]) / 4)
+    assert [c["step"] for c in log["curve"]] == [5, 10]
+    assert log["curve"][1]["train_loss"] == pytest.approx(sum(losses[5:10]) / 5)

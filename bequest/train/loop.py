@@ -13,6 +13,7 @@ import json
 import math
 import re
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,16 +85,18 @@ def train(
     evaluate: EvalFn | None = None,
     desc: str = "training",
 ) -> list[dict]:
-    """Train `model` in place; return the per-epoch log (train loss and evaluation metrics).
+    """Train `model` in place; return its log: `evaluations` (train loss and evaluation metrics at
+    each epoch end, and at `max_steps`) and `curve` (mean train loss every `log_every` steps).
 
     If `checkpoint_dir` holds a checkpoint, training continues from it.
     """
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
+    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = _optimizer(model, cfg)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
     torch.manual_seed(seed)
-    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "history": []}
+    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "window_sum": 0.0, "evaluations": [], "curve": []}
     checkpoint_dir = Path(checkpoint_dir)
     resume_from = latest_checkpoint(checkpoint_dir)
     if resume_from is not None:
@@ -103,10 +106,11 @@ def train(
     lengths = data.lengths
 
     progress = tqdm(total=total_steps, initial=state["step"], desc=desc, unit="step", dynamic_ncols=True)
-    while state["epoch"] < cfg.epochs:
+    started, examples = time.perf_counter(), 0
+    while state["epoch"] < epochs:
         batches = training_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
         model.train()
-        while state["batch"] < len(batches):
+        while state["batch"] < len(batches) and state["step"] < total_steps:
             batch = {k: v.to(accelerator.device) for k, v in data.batch(batches[state["batch"]], pad_token_id).items()}
             loss = loss_fn(model, batch)
             accelerator.backward(loss)
@@ -117,15 +121,21 @@ def train(
             state["step"] += 1
             state["batch"] += 1
             state["loss_sum"] += loss.item()
+            state["window_sum"] += loss.item()
+            examples += len(batch["index"])
+            if state["step"] % cfg.log_every == 0:
+                state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
+                state["window_sum"] = 0.0
             progress.update(1)
-            progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1)
-            if state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches):
+            progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
+                                 ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
+            if state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches) and state["step"] < total_steps:
                 _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
-        record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / len(batches)}
+        record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"]}
         if evaluate is not None:
             record.update(evaluate(model))
         progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, history=state["history"] + [record])
+        state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
         _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
     progress.close()
-    return state["history"]
+    return {"evaluations": state["evaluations"], "curve": state["curve"]}

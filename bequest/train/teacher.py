@@ -66,7 +66,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
 
     partial = folder.with_name(folder.name + ".partial")
     pad = tokenizer.pad_token_id
-    history = train(
+    log = train(
         model,
         data.train,
         lambda m, batch: task_loss(m(**model_inputs(batch)).logits, batch["labels"]),
@@ -78,6 +78,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
         evaluate=lambda m: evaluate(m, task, data.dev, config.eval.batch_size, pad),
         desc=f"fine-tuning teacher on {task.name}",
     )
+    history = log["evaluations"]
     model = accelerator.unwrap_model(model)
     with building_dir(folder) as tmp:
         model.save_pretrained(tmp)
