@@ -31,6 +31,8 @@ class TrainConfig(_Section):
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(5e-5, gt=0)
     weight_decay: float = Field(0.01, ge=0)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_epsilon: float = Field(1e-8, gt=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     group_by_length: bool = True
@@ -137,6 +139,7 @@ class StageConfig(_Section):
 
 class StudentConfig(_Section):
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
     init: Literal["lower", "upper", "uniform", "random"] | list[int] = "lower"
     objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
@@ -145,6 +148,12 @@ class StudentConfig(_Section):
 
     @model_validator(mode="after")
     def _depth_known(self) -> StudentConfig:
+        if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
+            raise ValueError("give either stages or objectives/train, not both")
+        if self.model is not None:
+            if {"layers", "init"} & self.model_fields_set:
+                raise ValueError("a student given by model starts from that model: drop layers and init")
+            return self
         if isinstance(self.init, list):
             if not self.init:
                 raise ValueError("init: an explicit layer list must not be empty")
@@ -153,8 +162,6 @@ class StudentConfig(_Section):
             self.layers = len(self.init)
         elif self.layers is None and self.init != "random":
             raise ValueError(f"layers: say how many layers the student has (init '{self.init}' needs it)")
-        if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
-            raise ValueError("give either stages or objectives/train, not both")
         return self
 
     def all_stages(self) -> list[StageConfig]:
@@ -167,6 +174,15 @@ class DataConfig(_Section):
     max_length: int = Field(128, ge=8)
 
 
+class CorpusConfig(_Section):
+    """Raw text for task-agnostic distillation (instead of a task)."""
+
+    files: list[str] = Field(min_length=1, description="text files, or folders of *.txt: one paragraph per line, blank line between documents")
+    max_length: int = Field(128, ge=16, description="tokens per segment, [CLS] and [SEP] included")
+    max_segments: int | None = Field(None, ge=1, description="random subset of training segments")
+    heldout_segments: int = Field(256, ge=1, description="segments kept out of training to measure the loss on")
+
+
 class EvalConfig(_Section):
     batch_size: int = Field(32, ge=1)
     latency_batch_size: int = Field(32, ge=1)
@@ -175,7 +191,8 @@ class EvalConfig(_Section):
 
 class RunConfig(_Section):
     name: str = "run"
-    task: str
+    task: str | None = Field(None, description="a GLUE task; or give corpus for task-agnostic distillation")
+    corpus: CorpusConfig | None = None
     seed: int = 42
     output_dir: str | None = Field(None, description="default: runs/<name>")
     cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
@@ -186,11 +203,26 @@ class RunConfig(_Section):
 
     @field_validator("task")
     @classmethod
-    def _known_task(cls, value: str) -> str:
+    def _known_task(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             return get_task(value).name
         except BequestError as error:
             raise ValueError(str(error)) from None
+
+    @model_validator(mode="after")
+    def _task_or_corpus(self) -> RunConfig:
+        if (self.task is None) == (self.corpus is None):
+            raise ValueError("give either task (task-specific distillation) or corpus (task-agnostic), not both or neither")
+        if self.corpus is not None:
+            for number, student in enumerate(self.students):
+                for stage in student.all_stages():
+                    needs_labels = sorted({"task", "kd"} & set(stage.objectives.active()))
+                    if needs_labels:
+                        raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
+                                         "on a corpus use hidden, attention_mse, attention_kl, value_relation, minilmv2 or pkd")
+        return self
 
     @model_validator(mode="after")
     def _unique_student_names(self) -> RunConfig:

@@ -15,48 +15,64 @@ import yaml
 EXPORT_RECORD = "bequest.json"
 
 
-def write_model_card(folder: Path, record: dict) -> None:
-    """A model card with hub metadata, scores, and the provenance a reader needs to trust them."""
-    task = record["task"]
-    scores = "\n".join(f"| {name} | {value:.4f} |" for name, value in record["dev"].items())
-    teacher = record["teacher"]
-    layers = record.get("layers_from")
-    init = f"teacher layers {layers}" if layers is not None else "random initialisation"
-    front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": "text-classification",
-                            "tags": ["bequest", "distillation", task]}, sort_keys=False)
-    card = f"""---
-{front}---
-
-# {record['name']}: a {record['num_layers']}-layer student for GLUE {task.upper()}
-
-Distilled with bequest {record['bequest_version']} from the teacher
-`{teacher['model']}` (fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}).
-
-- Initialisation: {init} ({record['init']})
-- Training objectives: {record['objectives']}
-- Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,})
-- Seed: {record['seed']}; maximum sequence length: {record['max_length']}
-
-## Dev-set scores
+def _scores(record: dict) -> str:
+    if "dev" in record:
+        rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in record["dev"].items())
+        teacher = ", ".join(f"{k} {v:.4f}" for k, v in record["teacher"]["dev"].items())
+        return f"""## Dev-set scores
 
 Scored after export, from the files in this folder.
 
 | metric | value |
 |---|---|
-{scores}
+{rows}
 
-Teacher dev scores: {', '.join(f"{k} {v:.4f}" for k, v in teacher['dev'].items())}.
+Teacher dev scores: {teacher}.
+"""
+    return f"""## Distillation loss
 
+A general (task-agnostic) student: fine-tune it, or distil a task into it, before use.
+Held-out distillation loss at the end of training: {record['heldout_loss']:.4f}.
+"""
+
+
+def write_model_card(folder: Path, record: dict) -> None:
+    """A model card with hub metadata, scores, and the provenance a reader needs to trust them."""
+    task = record["task"]
+    teacher = record["teacher"]
+    layers = record.get("layers_from")
+    start = f"teacher layers {layers} ({record['init']})" if layers is not None else record["init"]
+    if task:
+        title, tags, pipeline = f"a {record['num_layers']}-layer student for GLUE {task.upper()}", [task], "text-classification"
+        origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
+        usage = "AutoModelForSequenceClassification"
+    else:
+        title, tags, pipeline = f"a {record['num_layers']}-layer general student", ["task-agnostic"], "feature-extraction"
+        origin, usage = "distilled on raw text", "AutoModel"
+    front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": pipeline,
+                            "tags": ["bequest", "distillation", *tags]}, sort_keys=False)
+    rescore = f"\nRe-score it: `bequest evaluate path/to/this/folder --task {task}`.\n" if task else ""
+    card = f"""---
+{front}---
+
+# {record['name']}: {title}
+
+Distilled with bequest {record['bequest_version']} from the teacher `{teacher['model']}` ({origin}).
+
+- Initialisation: {start}
+- Training objectives: {record['objectives']}
+- Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,})
+- Seed: {record['seed']}; maximum sequence length: {record['max_length']}
+
+{_scores(record)}
 ## Use
 
 ```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-model = AutoModelForSequenceClassification.from_pretrained("path/to/this/folder")
+from transformers import {usage}, AutoTokenizer
+model = {usage}.from_pretrained("path/to/this/folder")
 tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
 ```
-
-Re-score it: `bequest evaluate path/to/this/folder --task {task}`.
-
+{rescore}
 ## Recipe
 
 ```yaml

@@ -23,24 +23,26 @@ from accelerate import Accelerator
 from rich.console import Console
 from rich.table import Table
 from torch import nn
-from transformers import AutoModelForSequenceClassification, set_seed
+from transformers import AutoModel, AutoModelForSequenceClassification, set_seed
 
 from bequest import __version__
 from bequest.config import RunConfig, StudentConfig, dump_config
+from bequest.data.corpus import Segments, load_segments, split_segments
+from bequest.data.features import Encoded, inference_batches
 from bequest.data.task_data import TaskData, load_task_data
-from bequest.data.tasks import get_task
+from bequest.data.tasks import TaskSpec, get_task
 from bequest.errors import BequestError
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
 from bequest.init.layers import init_student, select_layers
 from bequest.io import building_dir, write_json, write_text
-from bequest.models.loading import count_parameters, load_config, load_tokenizer
+from bequest.models.loading import count_parameters, load_classifier, load_config, load_encoder, load_tokenizer
 from bequest.models.capture import projections
 from bequest.objectives.terms import build_terms
 from bequest.train.distiller import Distiller
 from bequest.train.loop import train
-from bequest.train.teacher import load_teacher, prepare_teacher, teacher_logits
+from bequest.train.teacher import cache_root, label_maps, load_teacher, prepare_teacher, teacher_logits
 
 RECIPE_FILE = "recipe.yaml"
 console = Console(stderr=True)
@@ -48,12 +50,16 @@ console = Console(stderr=True)
 
 @dataclass
 class Run:
-    """What every step of a run shares."""
+    """What every step of a run shares. A task run has `task` and `dev`; a corpus run has `heldout`."""
 
     config: RunConfig
-    data: TaskData
     tokenizer: object
     accelerator: Accelerator
+    train: Encoded | Segments
+    file_hashes: dict[str, str]
+    task: TaskSpec | None = None
+    dev: dict[str, Encoded] | None = None
+    heldout: Segments | None = None
 
     @property
     def dir(self) -> Path:
@@ -63,8 +69,34 @@ class Run:
     def pad(self) -> int:
         return self.tokenizer.pad_token_id
 
+    @property
+    def auto_class(self):
+        return AutoModelForSequenceClassification if self.task else AutoModel
+
     def score(self, model: nn.Module) -> dict[str, float]:
-        return evaluate(model, self.data.task, self.data.dev, self.config.eval.batch_size, self.pad)
+        """Dev-set metrics of a task model."""
+        return evaluate(model, self.task, self.dev, self.config.eval.batch_size, self.pad)
+
+    def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
+        """Per-epoch evaluation: dev metrics of the student on a task, else the held-out distillation loss."""
+        distiller = self.accelerator.unwrap_model(distiller)
+        if self.task:
+            return self.score(distiller.student)
+        return {"heldout_loss": heldout_loss(distiller, self.heldout, self.config.eval.batch_size, self.pad)}
+
+
+@torch.no_grad()
+def heldout_loss(distiller: Distiller, data: Segments, batch_size: int, pad_token_id: int) -> float:
+    """The stage's loss on held-out text, without dropout: the task-agnostic progress measure."""
+    was_training = distiller.training
+    distiller.eval()
+    device = next(distiller.parameters()).device
+    total = 0.0
+    for indices in inference_batches(data.lengths, batch_size):
+        batch = {k: v.to(device) for k, v in data.batch(indices, pad_token_id).items()}
+        total += distiller(batch).item() * len(indices)
+    distiller.train(was_training)
+    return total / len(data)
 
 
 def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
@@ -97,34 +129,59 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
 
 @dataclass
 class Inputs:
-    tokenizer: object
-    data: TaskData
+    run: Run
     teacher: nn.Module
     teacher_has_head: bool
 
 
-def check_inputs(config: RunConfig) -> Inputs:
+def student_config(teacher: nn.Module, student: StudentConfig):
+    """The config the student will have: a pretrained student's own, else the teacher's with fewer layers."""
+    if student.model:
+        return load_config(student.model)
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = student.layers or config.num_hidden_layers
+    return config
+
+
+def check_student(student: StudentConfig, teacher: nn.Module, tokenizer_name: str) -> None:
+    depth = teacher.config.num_hidden_layers
+    if student.model:
+        load_tokenizer(tokenizer_name, load_config(student.model), student.model)  # same vocabulary as the teacher's
+    else:
+        select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
+    for stage in student.all_stages():
+        terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config)
+        if any(term.attention for _, term in terms.values()):
+            projections(teacher)  # refuses architectures whose attention we cannot read
+
+
+def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
-    teacher_config = load_config(config.teacher.model)
-    tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, teacher_config, config.teacher.model)
-    depth = teacher_config.num_hidden_layers
-    task = get_task(config.task)
-    teacher, has_head = load_teacher(config, task)
+    tokenizer_name = config.teacher.tokenizer or config.teacher.model
+    tokenizer = load_tokenizer(tokenizer_name, load_config(config.teacher.model), config.teacher.model)
+    if config.task:
+        task = get_task(config.task)
+        teacher, has_head = load_teacher(config, task)
+    else:
+        teacher, has_head = load_encoder(config.teacher.model), False
     for number, student in enumerate(config.students):
         try:
-            select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
-            for stage in student.all_stages():
-                terms = build_terms(stage.objectives, student_config(teacher, student), teacher_config)
-                if any(term.attention for _, term in terms.values()):
-                    projections(teacher)  # refuses architectures whose attention we cannot read
+            check_student(student, teacher, tokenizer_name)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
-    data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length,
-                          config.data.max_train_examples, config.seed)
-    return Inputs(tokenizer, data, teacher, has_head)
+    if config.task:
+        data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length,
+                              config.data.max_train_examples, config.seed)
+        run = Run(config, tokenizer, accelerator, data.train, data.file_hashes, task=task, dev=data.dev)
+    else:
+        corpus = config.corpus
+        segments, hashes = load_segments(corpus.files, tokenizer, corpus.max_length, cache_root(config))
+        train_part, heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, config.seed)
+        run = Run(config, tokenizer, accelerator, train_part, hashes, heldout=heldout)
+    return Inputs(run, teacher, has_head)
 
 
-def environment(config: RunConfig, data: TaskData) -> dict:
+def environment(run: Run) -> dict:
     packages = ("torch", "transformers", "accelerate", "datasets", "safetensors", "numpy", "scipy", "scikit-learn")
     return {
         "bequest": __version__,
@@ -133,25 +190,33 @@ def environment(config: RunConfig, data: TaskData) -> dict:
         "packages": {name: version(name) for name in packages},
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "seed": config.seed,
+        "seed": run.config.seed,
         "command": sys.argv,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_files": data.file_hashes,
-        "train_examples": len(data.train),
-        "dev_examples": {split: len(d) for split, d in data.dev.items()},
+        "data_files": run.file_hashes,
+        "train_examples": len(run.train),
+        "dev_examples": {split: len(d) for split, d in run.dev.items()} if run.dev else None,
+        "heldout_segments": len(run.heldout) if run.heldout else None,
     }
-
-
-def student_config(teacher: nn.Module, student: StudentConfig):
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = student.layers or config.num_hidden_layers
-    return config
 
 
 def stages_text(student: StudentConfig) -> str:
     stages = student.all_stages()
     return "; ".join(f"stage {n} ({stage.name or 'unnamed'}): {stage.objectives.describe()}" if len(stages) > 1
                      else stage.objectives.describe() for n, stage in enumerate(stages, 1))
+
+
+def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tuple[nn.Module, list[int] | None, str]:
+    """The student before training, the teacher layers it copied, and a description of its start."""
+    if student.model:
+        torch.manual_seed(run.config.seed)  # a new task head starts the same every time
+        if run.task:
+            model, _ = load_classifier(student.model, run.task.num_labels, **label_maps(run.task))
+        else:
+            model = load_encoder(student.model)
+        return model, None, f"pretrained {student.model}"
+    model, chosen = init_student(teacher, student.init, student.layers, run.config.seed)
+    return model, chosen, student.init if isinstance(student.init, str) else "explicit"
 
 
 def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_info: dict) -> dict:
@@ -166,43 +231,46 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         console.print(f"[green]{student.name}[/]: already exported in {folder}, reusing it")
         return done
     config = run.config
-    model, chosen = init_student(teacher, student.init, student.layers, config.seed)
+    model, chosen, start = initial_student(run, student, teacher)
     stages = student.all_stages()
-    history, curve = [], []
+    history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
         terms = build_terms(stage.objectives, model.config, teacher.config)
-        soft = teacher_logits(config, teacher, run.data.train, run.pad) if stage.objectives.kd else None
-        distiller = Distiller(model, terms, teacher, soft)
+        soft = teacher_logits(config, teacher, run.train, run.pad) if stage.objectives.kd else None
         label = student.name if len(stages) == 1 else f"{student.name} stage {number}/{len(stages)}"
         log = train(
-            distiller,
-            run.data.train,
+            Distiller(model, terms, teacher, soft),
+            run.train,
             lambda m, batch: m(batch),
             stage.train,
             seed=config.seed,
             pad_token_id=run.pad,
             accelerator=run.accelerator,
             checkpoint_dir=run.dir / "checkpoints" / student.name / f"stage-{number}",
-            evaluate=lambda m: run.score(run.accelerator.unwrap_model(m).student),
+            evaluate=run.evaluate_stage,
             desc=f"training {label}",
         )
         history += [{"stage": number, **row} for row in log["evaluations"]]
         curve += [{"stage": number, **row} for row in log["curve"]]
+        seconds, examples = seconds + log["seconds"], examples + log["examples"]
     write_json(run.dir / "logs" / f"{student.name}.json", history)
     write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
-        "name": student.name, "task": config.task, "metrics": list(run.data.task.metrics),
-        "num_layers": model.config.num_hidden_layers, "init": student.init if isinstance(student.init, str) else "explicit",
-        "layers_from": chosen, "objectives": stages_text(student),
-        "parameters": count_parameters(model), "seed": config.seed, "max_length": config.data.max_length,
+        "name": student.name, "task": config.task, "metrics": list(run.task.metrics) if run.task else [],
+        "num_layers": model.config.num_hidden_layers, "init": start, "layers_from": chosen,
+        "objectives": stages_text(student), "parameters": count_parameters(model), "seed": config.seed,
+        "max_length": config.data.max_length if run.task else config.corpus.max_length,
         "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,
+        "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
     with building_dir(folder) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
-        exported = AutoModelForSequenceClassification.from_pretrained(tmp, use_safetensors=True).to(run.accelerator.device)
-        record["dev"] = run.score(exported)  # the score of the folder as written, not of the in-memory model
+        if run.task:  # the score of the folder as written, not of the in-memory model
+            record["dev"] = run.score(run.auto_class.from_pretrained(tmp, use_safetensors=True).to(run.accelerator.device))
+        else:
+            record["heldout_loss"] = history[-1]["heldout_loss"]
         write_model_card(tmp, record)
         write_record(tmp, record)
     shutil.rmtree(run.dir / "checkpoints" / student.name, ignore_errors=True)
@@ -212,13 +280,18 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
 
 
 def print_table(results: dict) -> None:
-    main = get_task(results["task"]).main_metric
-    table = Table(title=f"{results['task']}: teacher vs students (dev {main}; latency per batch of "
-                        f"{results['latency']['batch_size']} on {results['latency']['device']})")
-    for column in ("model", "layers", f"dev {main}", "parameters", "latency ms", "speed-up"):
+    if results["task"]:
+        main = get_task(results["task"]).main_metric
+        score_name, score = f"dev {main}", lambda row: f"{row['dev'][main]:.4f}"
+        title = f"{results['task']}: teacher vs students (dev {main}"
+    else:
+        score_name, score = "held-out loss", lambda row: f"{row['heldout_loss']:.4f}" if "heldout_loss" in row else "-"
+        title = "task-agnostic distillation (held-out distillation loss"
+    table = Table(title=f"{title}; latency per batch of {results['latency']['batch_size']} on {results['latency']['device']})")
+    for column in ("model", "layers", score_name, "parameters", "latency ms", "speed-up"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for name, row in [("teacher", results["teacher"])] + list(results["students"].items()):
-        table.add_row(name, str(row["num_layers"]), f"{row['dev'][main]:.4f}", f"{row['parameters'] / 1e6:.1f}M",
+        table.add_row(name, str(row["num_layers"]), score(row), f"{row['parameters'] / 1e6:.1f}M",
                       f"{row['latency_ms']:.1f}", f"{row['speedup']:.2f}x")
     Console().print(table)
 
@@ -227,37 +300,45 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     """Run a whole recipe; return (and write to results.json) the scores, sizes and speeds."""
     started = time.perf_counter()
     set_seed(config.seed)
-    inputs = check_inputs(config)
-    prepare_run_dir(config, resume, overwrite)
-    tokenizer, data = inputs.tokenizer, inputs.data
     accelerator = Accelerator()
-    run = Run(config=config, data=data, tokenizer=tokenizer, accelerator=accelerator)
+    inputs = check_inputs(config, accelerator)
+    prepare_run_dir(config, resume, overwrite)
+    run = inputs.run
     if not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
-    write_json(run.dir / "environment.json", environment(config, data))
+    write_json(run.dir / "environment.json", environment(run))
 
-    teacher, teacher_info = prepare_teacher(config, data, tokenizer, accelerator, inputs.teacher, inputs.teacher_has_head)
+    if run.task:
+        data = TaskData(run.task, run.train, run.dev, run.file_hashes)
+        teacher, teacher_info = prepare_teacher(config, data, run.tokenizer, accelerator, inputs.teacher, inputs.teacher_has_head)
+    else:
+        teacher, teacher_info = inputs.teacher, {"model": config.teacher.model, "finetuned_by_bequest": False}
     teacher = accelerator.unwrap_model(teacher).to(accelerator.device).eval()
     if "history" in teacher_info:
         write_json(run.dir / "logs" / "teacher.json", teacher_info.pop("history"))
-    teacher_info.update(dev=run.score(teacher), parameters=count_parameters(teacher),
-                        num_layers=teacher.config.num_hidden_layers, task=config.task, metrics=list(data.task.metrics))
+    teacher_info.update(parameters=count_parameters(teacher), num_layers=teacher.config.num_hidden_layers,
+                        task=config.task, metrics=list(run.task.metrics) if run.task else [])
+    if run.task:
+        teacher_info["dev"] = run.score(teacher)
 
     students = {s.name: build_student(run, s, teacher, teacher_info) for s in config.students}
-    loaded = {name: AutoModelForSequenceClassification.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
+    loaded = {name: run.auto_class.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
               for name in students}
     settings = config.eval
-    latency = latencies_ms({"teacher": teacher, **loaded}, next(iter(data.dev.values())), settings.latency_batch_size,
-                           run.pad, settings.latency_repeats)
+    timing_data = next(iter(run.dev.values())) if run.dev else run.heldout
+    latency = latencies_ms({"teacher": teacher, **loaded}, timing_data, settings.latency_batch_size, run.pad,
+                           settings.latency_repeats)
     for name, row in [("teacher", teacher_info)] + list(students.items()):
-        row.update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name], path=str(run.dir / name) if name in students else teacher_info.get("path", teacher_info["model"]))
+        row.update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name],
+                   path=str(run.dir / name) if name in students else teacher_info.get("path", teacher_info["model"]))
     results = {
         "task": config.task,
-        "main_metric": data.task.main_metric,
+        "corpus": config.corpus.files if config.corpus else None,
+        "main_metric": run.task.main_metric if run.task else "heldout_loss",
         "teacher": teacher_info,
         "students": {name: {k: v for k, v in row.items() if k != "teacher"} for name, row in students.items()},
-        "latency": {"batch_size": config.eval.latency_batch_size, "device": str(accelerator.device),
-                    "threads": torch.get_num_threads(), "repeats": config.eval.latency_repeats},
+        "latency": {"batch_size": settings.latency_batch_size, "device": str(accelerator.device),
+                    "threads": torch.get_num_threads(), "repeats": settings.latency_repeats},
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     write_json(run.dir / "results.json", results)

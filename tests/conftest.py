@@ -73,6 +73,7 @@ def tiny_recipe(folder: Path, teacher: Path, glue: Path, task: str = "sst2", **e
     }
     for key, value in extra.items():
         recipe[key] = value
+    recipe = {key: value for key, value in recipe.items() if value is not None}
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path

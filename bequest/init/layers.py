@@ -11,7 +11,6 @@ import copy
 
 import torch
 from torch import nn
-from transformers import AutoModelForSequenceClassification
 
 from bequest.errors import BequestError
 from bequest.models.loading import layer_list
@@ -59,7 +58,7 @@ def init_student(teacher: nn.Module, strategy: str | list[int], student_layers: 
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = depth
     torch.manual_seed(seed)
-    student = AutoModelForSequenceClassification.from_config(config)
+    student = type(teacher)(config)  # the teacher's own class: a classifier, or a bare encoder
     if chosen is None:
         return student, None
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer, PretrainedConfig
 from transformers import logging as hf_logging
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
@@ -97,28 +97,30 @@ def load_tokenizer(name: str, config: PretrainedConfig, model_name: str | None =
     return tokenizer
 
 
-def load_classifier(name: str, num_labels: int, **kwargs) -> tuple[nn.Module, bool]:
-    """Load a sequence-classification model; also say whether its task head came from the checkpoint.
-
-    The head counts as trained when no classifier weight had to be created or resized.
-    """
-    where = resolve_model(name)
+def _from_pretrained(auto_class, name: str, **kwargs):
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            where,
-            num_labels=num_labels,
-            ignore_mismatched_sizes=True,
-            output_loading_info=True,
-            use_safetensors=True,
-            **kwargs,
-        )
+        return auto_class.from_pretrained(resolve_model(name), use_safetensors=True, output_loading_info=True, **kwargs)
     except OSError as error:
         raise BequestError(
             f"cannot load weights of '{name}': {str(error).splitlines()[0]} "
             "(bequest reads safetensors only; convert the checkpoint with save_pretrained(safe_serialization=True))"
         ) from None
-    has_head = not info["missing_keys"] and not info["mismatched_keys"]
-    return model, has_head
+
+
+def load_classifier(name: str, num_labels: int, **kwargs) -> tuple[nn.Module, bool]:
+    """Load a sequence-classification model; also say whether its task head came from the checkpoint.
+
+    The head counts as trained when no classifier weight had to be created or resized.
+    """
+    model, info = _from_pretrained(AutoModelForSequenceClassification, name, num_labels=num_labels,
+                                   ignore_mismatched_sizes=True, **kwargs)
+    return model, not info["missing_keys"] and not info["mismatched_keys"]
+
+
+def load_encoder(name: str) -> nn.Module:
+    """Load the bare encoder (no task head), as task-agnostic distillation uses it."""
+    model, _ = _from_pretrained(AutoModel, name)
+    return model
 
 
 def weights_fingerprint(model: nn.Module) -> str:

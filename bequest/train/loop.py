@@ -41,7 +41,7 @@ def _optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         if param.requires_grad:
             (no_decay if param.ndim < 2 else decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_epsilon)
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
@@ -86,7 +86,8 @@ def train(
     desc: str = "training",
 ) -> list[dict]:
     """Train `model` in place; return its log: `evaluations` (train loss and evaluation metrics at
-    each epoch end, and at `max_steps`) and `curve` (mean train loss every `log_every` steps).
+    each epoch end, and at `max_steps`), `curve` (mean train loss every `log_every` steps), and the
+    `seconds` and `examples` this call trained (not counting a resumed run's earlier part).
 
     If `checkpoint_dir` holds a checkpoint, training continues from it.
     """
@@ -138,4 +139,5 @@ def train(
         state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
         _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
     progress.close()
-    return {"evaluations": state["evaluations"], "curve": state["curve"]}
+    return {"evaluations": state["evaluations"], "curve": state["curve"],
+            "seconds": time.perf_counter() - started, "examples": examples}

@@ -1,0 +1,116 @@
+"""Task-agnostic distillation: corpus segmentation and caching, a general student, then a task run from it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel
+
+from bequest.config import load_config
+from bequest.data.corpus import load_segments, split_segments
+from bequest.errors import BequestError
+from bequest.models.loading import load_tokenizer, load_config as load_model_config
+from bequest.pipeline import run_recipe
+
+from conftest import tiny_recipe
+
+TEXT = "The cat sat on the mat. It was warm.\nThe dog barked.\n\nA second document begins here and goes on for a while longer than the first one did.\n\nshort\n"
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_teacher):
+    return load_tokenizer(str(tiny_teacher), load_model_config(str(tiny_teacher)))
+
+
+def test_documents_become_full_segments_that_never_cross_a_document(tokenizer, tmp_path):
+    (tmp_path / "a.txt").write_text(TEXT)
+    segments, hashes = load_segments([str(tmp_path / "a.txt")], tokenizer, 12, tmp_path / "cache")
+    assert list(hashes) == [str(tmp_path / "a.txt")]
+    first = tokenizer("The cat sat on the mat. It was warm.", add_special_tokens=False)["input_ids"] + \
+        tokenizer("The dog barked.", add_special_tokens=False)["input_ids"]
+    second = tokenizer("A second document begins here and goes on for a while longer than the first one did.",
+                       add_special_tokens=False)["input_ids"]
+    expected = [first[i:i + 10] for i in range(0, len(first), 10)] + [second[i:i + 10] for i in range(0, len(second), 10)]
+    expected = [piece for piece in expected if len(piece) >= 8]  # "short" and short tails are dropped
+    rows = [segments.ids[i, :segments.sizes[i]].tolist() for i in range(len(segments))]
+    assert rows == [[tokenizer.cls_token_id] + piece + [tokenizer.sep_token_id] for piece in expected]
+    assert (segments.ids[segments.sizes < 12][:, -1] == tokenizer.pad_token_id).all()
+    batch = segments.batch([0, len(segments) - 1], tokenizer.pad_token_id)
+    assert batch["attention_mask"].sum(1).tolist() == [segments.sizes[0], segments.sizes[-1]]
+
+
+def test_the_corpus_is_tokenised_once(tokenizer, tmp_path, monkeypatch):
+    (tmp_path / "a.txt").write_text(TEXT)
+    first, _ = load_segments([str(tmp_path)], tokenizer, 16, tmp_path / "cache")
+    import bequest.data.corpus as corpus
+
+    monkeypatch.setattr(corpus, "_segment", lambda *a: pytest.fail("tokenised again"))
+    second, _ = load_segments([str(tmp_path)], tokenizer, 16, tmp_path / "cache")
+    assert np.array_equal(first.ids, second.ids) and np.array_equal(first.sizes, second.sizes)
+
+
+def test_split_is_disjoint_and_seeded(tokenizer, tmp_path):
+    (tmp_path / "a.txt").write_text(("word " * 400 + "\n\n") * 3)
+    segments, _ = load_segments([str(tmp_path / "a.txt")], tokenizer, 16, tmp_path / "cache")
+    train, heldout = split_segments(segments, 5, None, seed=1)
+    assert len(train) + len(heldout) == len(segments) and len(heldout) == 5
+    again, _ = split_segments(segments, 5, 10, seed=1)
+    assert len(again) == 10
+    with pytest.raises(BequestError, match="not more than corpus.heldout_segments"):
+        split_segments(segments, len(segments), None, seed=1)
+
+
+def test_missing_corpus_file(tokenizer, tmp_path):
+    with pytest.raises(BequestError, match="corpus file .*nope.txt not found"):
+        load_segments([str(tmp_path / "nope.txt")], tokenizer, 16, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def general(tmp_path_factory, tiny_teacher, shared_data):
+    """A 2-layer general student distilled with MiniLMv2 + hidden states on the first 400 lines of the Wikipedia text."""
+    folder = tmp_path_factory.mktemp("general")
+    lines = (shared_data / "wiki" / "enwiki_sample.txt").open(encoding="utf-8").readlines()[:400]
+    (folder / "wiki.txt").write_text("".join(lines), encoding="utf-8")
+    students = [{"name": "general", "layers": 2, "init": "uniform",
+                 "objectives": {"minilmv2": {"relation_heads": 4}, "hidden": {"weight": 0.1}},
+                 "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 1e-3, "log_every": 4, "checkpoint_every": 5}}]
+    recipe = tiny_recipe(folder, tiny_teacher, folder, task=None, corpus={"files": [str(folder / "wiki.txt")],
+                         "max_length": 64, "heldout_segments": 16}, students=students)
+    return folder, run_recipe(load_config(recipe))
+
+
+def test_task_agnostic_run_exports_a_general_student(general):
+    folder, results = general
+    row = results["students"]["general"]
+    assert results["task"] is None and row["num_layers"] == 2 and row["layers_from"] == [0, 3]
+    assert row["heldout_loss"] > 0 and row["train_examples_per_s"] > 0
+    model = AutoModel.from_pretrained(folder / "run" / "general")
+    assert model.config.num_hidden_layers == 2
+    curve = json.loads((folder / "run" / "logs" / "general.curve.json").read_text())
+    assert [point["step"] for point in curve] == [4, 8, 12]
+    card = (folder / "run" / "general" / "README.md").read_text()
+    assert "general student" in card and "0.1*hidden + 1*minilmv2" in card
+    env = json.loads((folder / "run" / "environment.json").read_text())
+    assert env["heldout_segments"] == 16 and list(env["data_files"]) == [str(folder / "wiki.txt")]
+
+
+def test_distillation_lowers_the_held_out_loss(general):
+    folder, _ = general
+    history = json.loads((folder / "run" / "logs" / "general.json").read_text())
+    curve = json.loads((folder / "run" / "logs" / "general.curve.json").read_text())
+    assert curve[-1]["train_loss"] < curve[0]["train_loss"]
+    assert history[-1]["heldout_loss"] < curve[0]["train_loss"]
+
+
+def test_the_general_student_is_fine_tuned_on_a_task(general, tiny_teacher, tiny_glue, tmp_path):
+    folder, _ = general
+    students = [{"name": "from-general", "model": str(folder / "run" / "general"),
+                 "objectives": {"task": {}}, "train": {"epochs": 1, "batch_size": 16}}]
+    results = run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, cache_dir=str(folder / "cache"),
+                                                 students=students)))
+    row = results["students"]["from-general"]
+    assert row["init"].startswith("pretrained") and row["num_layers"] == 2
+    general_weights = AutoModel.from_pretrained(folder / "run" / "general").embeddings.word_embeddings.weight
+    tuned = AutoModel.from_pretrained(tmp_path / "run" / "from-general").embeddings.word_embeddings.weight
+    assert not torch.equal(general_weights, tuned)  # it trained, starting from the general student
