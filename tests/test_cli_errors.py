@@ -174,10 +174,6 @@ def cases(group: str, *items: Case) -> list[Case]:
     return CASES[group]
 
 
-def ids(items: list[Case]) -> list[str]:
-    return [c.id for c in items]
-
-
 # 1. The recipe file itself.
 
 
@@ -548,58 +544,18 @@ def check_refused(outcome: Outcome, *more_needles: str) -> str:
 # ------------------------------------------------------------------ tests
 
 
-@pytest.mark.parametrize("case_id", ids(RECIPE_FILE_CASES))
-def test_bad_recipe_file(outcomes, case_id):
+ALL_CASES = [case for group in CASES.values() for case in group]
+
+
+@pytest.mark.parametrize("case_id", [case.id for case in ALL_CASES])
+def test_bad_input_is_refused_in_one_line(outcomes, case_id):
+    """One line, exit 2, no traceback, the culprit named, and the case folder left as it was."""
     check_refused(outcomes[case_id], *RECIPE_FILE_NEEDLES.get(case_id, []))
 
 
-@pytest.mark.parametrize("case_id", ids(RECIPE_KEY_CASES))
-def test_bad_recipe_key_or_value(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(DATA_CASES))
-def test_bad_data(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(TASK_CASES))
-def test_unknown_task(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(TEACHER_CASES))
-def test_bad_teacher(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(STUDENT_CASES))
-def test_bad_student_shape(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(RUN_DIR_CASES))
-def test_run_dir_is_protected(outcomes, case_id):
-    """Refusals leave the case folder as it was: pre-existing files untouched, no run dir created."""
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(TOKENIZER_CASES))
-def test_tokenizer_must_fit_teacher(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-@pytest.mark.parametrize("case_id", ids(EVALUATE_CASES))
-def test_bad_evaluate(outcomes, case_id):
-    check_refused(outcomes[case_id])
-
-
-def test_every_case_has_a_test():
-    tested = [RECIPE_FILE_CASES, RECIPE_KEY_CASES, DATA_CASES, TASK_CASES, TEACHER_CASES,
-              STUDENT_CASES, RUN_DIR_CASES, TOKENIZER_CASES, EVALUATE_CASES]
-    every = [c.id for group in CASES.values() for c in group]
-    assert len(set(every)) == len(every), "case ids must be unique"
-    assert {c.id for group in tested for c in group} == set(every)
+def test_case_ids_are_unique():
+    ids_ = [case.id for case in ALL_CASES]
+    assert len(set(ids_)) == len(ids_)
 
 
 # 10. Help.
