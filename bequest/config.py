@@ -103,6 +103,15 @@ class PKDObjective(_LayerObjective):
     projection: Literal["shared", "per_layer"] = "shared"
 
 
+class MLMObjective(_Objective):
+    """Masked-language modelling on the student, through an MLM head added to it and tied to its embeddings.
+
+    Inputs are masked BERT-style (of `probability` of the real tokens: 80% [MASK], 10% random, 10% kept)
+    before both student and teacher see them, as DistilBERT trains."""
+
+    probability: float = Field(0.15, gt=0, lt=1)
+
+
 class ObjectivesConfig(_Section):
     """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
 
@@ -114,6 +123,7 @@ class ObjectivesConfig(_Section):
     value_relation: ValueRelationObjective | None = None
     minilmv2: MiniLMv2Objective | None = None
     pkd: PKDObjective | None = None
+    mlm: MLMObjective | None = None
 
     @model_validator(mode="after")
     def _sensible(self) -> ObjectivesConfig:
@@ -221,7 +231,7 @@ class RunConfig(_Section):
                     needs_labels = sorted({"task", "kd"} & set(stage.objectives.active()))
                     if needs_labels:
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
-                                         "on a corpus use hidden, attention_mse, attention_kl, value_relation, minilmv2 or pkd")
+                                         "on a corpus use hidden, attention_mse, attention_kl, value_relation, minilmv2, pkd or mlm")
         return self
 
     @model_validator(mode="after")

@@ -74,7 +74,9 @@ def general(tmp_path_factory, tiny_teacher, shared_data):
     (folder / "wiki.txt").write_text("".join(lines), encoding="utf-8")
     students = [{"name": "general", "layers": 2, "init": "uniform",
                  "objectives": {"minilmv2": {"relation_heads": 4}, "hidden": {"weight": 0.1}},
-                 "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 1e-3, "log_every": 4, "checkpoint_every": 5}}]
+                 "train": {"max_steps": 12, "batch_size": 8, "learning_rate": 1e-3, "log_every": 4, "checkpoint_every": 5}},
+                {"name": "mlm", "layers": 1, "init": "lower", "objectives": {"mlm": {}, "attention_kl": {}},
+                 "train": {"max_steps": 4, "batch_size": 8, "learning_rate": 1e-3}}]
     recipe = tiny_recipe(folder, tiny_teacher, folder, task=None, corpus={"files": [str(folder / "wiki.txt")],
                          "max_length": 64, "heldout_segments": 16}, students=students)
     return folder, run_recipe(load_config(recipe))
@@ -93,6 +95,16 @@ def test_task_agnostic_run_exports_a_general_student(general):
     assert "general student" in card and "0.1*hidden + 1*minilmv2" in card
     env = json.loads((folder / "run" / "environment.json").read_text())
     assert env["heldout_segments"] == 16 and list(env["data_files"]) == [str(folder / "wiki.txt")]
+
+
+def test_mlm_student_exports_the_encoder_alone(general):
+    from safetensors.torch import load_file
+
+    folder, results = general
+    assert results["students"]["mlm"]["heldout_loss"] > 0
+    weights = load_file(str(folder / "run" / "mlm" / "model.safetensors"))
+    assert not any("transform" in key or key == "bias" for key in weights)  # the MLM head stays behind
+    assert AutoModel.from_pretrained(folder / "run" / "mlm").config.num_hidden_layers == 1
 
 
 def test_distillation_lowers_the_held_out_loss(general):

@@ -283,3 +283,48 @@ def test_captured_attention_is_the_models_own(model_type):
     assert len(captured.hidden) == 4 and torch.equal(captured.hidden[-1], reference.hidden_states[-1])
     for layer in range(3):
         assert torch.allclose(torch.softmax(captured.scores(layer), -1), reference.attentions[layer], atol=1e-6)
+
+
+# ---------------------------------------------------------------- MLM
+
+
+def _mlm_term(student_config):
+    from bequest.objectives.terms import MLM
+
+    return MLM(student_config, 0.3, mask_id=3, special_ids=[0, 1, 2, 3])
+
+
+def test_mlm_masks_only_real_ordinary_tokens_bert_style():
+    term = _mlm_term(_config())
+    torch.manual_seed(0)
+    ids = torch.randint(4, 100, (64, 40))
+    ids[:, 0], ids[:, -1] = 1, 2  # [CLS] ... [SEP]
+    mask = torch.ones_like(ids)
+    mask[:, 29:] = 0  # positions 29.. are padding
+    masked, labels = term.mask(ids, mask)
+    chosen = labels != -100
+    assert torch.equal(labels[chosen], ids[chosen]) and not chosen[:, 0].any() and not chosen[:, 29:].any()
+    assert 0.25 < chosen[:, 1:29].float().mean().item() < 0.35
+    replaced = masked[chosen]
+    assert 0.75 < (replaced == 3).float().mean().item() < 0.85  # 80% [MASK]
+    assert 0.05 < (replaced == ids[chosen]).float().mean().item() < 0.16  # 10% kept (+ random draws of the same id)
+    assert torch.equal(masked[~chosen], ids[~chosen])
+
+
+def test_mlm_loss_is_cross_entropy_against_tied_embeddings():
+    student, _ = _pair()
+    terms = build_terms(ObjectivesConfig.model_validate({"mlm": {}}), student.config, student.config,
+                        tokenizer=type("T", (), {"mask_token_id": 3, "all_special_ids": [0, 1, 2, 3]})())
+    distiller = Distiller(student, terms, student, None).eval()
+    batch = _batch()
+    torch.manual_seed(5)
+    loss = distiller(batch)
+    torch.manual_seed(5)
+    term = distiller.terms["mlm"]
+    masked, labels = term.mask(batch["input_ids"], batch["attention_mask"])
+    hidden = student(input_ids=masked, attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states[-1]
+    logits = term.transform(hidden) @ student.bert.embeddings.word_embeddings.weight.T + term.bias
+    chosen = labels != -100
+    expected = -torch.log_softmax(logits[chosen], -1)[torch.arange(int(chosen.sum())), labels[chosen]].mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert not any("word_embeddings" in name for name, _ in distiller.terms.named_parameters())  # tied, not copied

@@ -42,6 +42,7 @@ class Captured:
     keys: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     position_bias: torch.Tensor | None = None
+    mlm_labels: torch.Tensor | None = None  # original ids at masked positions, -100 elsewhere
 
     @property
     def num_layers(self) -> int:

@@ -113,6 +113,37 @@ class Relations(_LayerTerm):
         return total
 
 
+class MLM(Term):
+    """Masked-language modelling through a head of its own: transform, then scores against the
+    student's (tied) word embeddings. The head trains with the student and stays out of the export."""
+
+    hidden = True
+
+    def __init__(self, student: PretrainedConfig, probability: float, mask_id: int, special_ids: list[int]):
+        super().__init__()
+        width = student.hidden_size
+        self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width, eps=student.layer_norm_eps))
+        self.bias = nn.Parameter(torch.zeros(student.vocab_size))
+        self.probability, self.mask_id, self.vocab_size = probability, mask_id, student.vocab_size
+        self.special_ids = special_ids
+        self.embeddings = None  # the student's word-embedding module, bound by the Distiller (not registered here)
+
+    def mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """BERT masking of real, non-special tokens; returns the masked ids and labels (-100 where not masked)."""
+        candidates = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(self.special_ids, device=input_ids.device))
+        chosen = candidates & (torch.rand(input_ids.shape, device=input_ids.device) < self.probability)
+        labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
+        draw = torch.rand(input_ids.shape, device=input_ids.device)
+        masked = torch.where(chosen & (draw < 0.8), torch.full_like(input_ids, self.mask_id), input_ids)
+        random_ids = torch.randint(self.vocab_size, input_ids.shape, device=input_ids.device)
+        return torch.where(chosen & (draw >= 0.8) & (draw < 0.9), random_ids, masked), labels
+
+    def forward(self, student, teacher, labels):
+        states = self.transform(student.hidden[-1])
+        logits = states @ self.embeddings[0].weight.T + self.bias
+        return F.cross_entropy(logits.view(-1, self.vocab_size), student.mlm_labels.view(-1), ignore_index=-100)
+
+
 def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
     """PKD-skip: intermediate layers only; the last layer is the logit KD's job."""
     pairs = layer_pairs("uniform", student_layers, teacher_layers, "hidden")[1:-1]
@@ -121,8 +152,11 @@ def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, in
     return pairs
 
 
-def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig) -> dict[str, tuple[float, Term]]:
-    """Turn a stage's objectives into weighted terms, checking every layer and shape they need."""
+def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig,
+                tokenizer=None) -> dict[str, tuple[float, Term]]:
+    """Turn a stage's objectives into weighted terms, checking every layer and shape they need.
+
+    `tokenizer` gives the mask and special tokens to the mlm term."""
     s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
     s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
     s_width, t_width = student.hidden_size, teacher.hidden_size
@@ -158,6 +192,10 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
                     raise BequestError(f"{where}: {heads} relation heads do not divide the {who}'s width {width}: "
                                        "choose minilmv2.relation_heads that divides both widths")
             term = Relations(pairs("last", "layer"), spec.relations, heads, heads)
+        elif name == "mlm":
+            if tokenizer is None or tokenizer.mask_token_id is None:
+                raise BequestError(f"{where}: the tokenizer has no mask token: mlm needs one")
+            term = MLM(student, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
         else:  # a new config field without a term here is a programming error
             raise AssertionError(name)
         terms[name] = (spec.weight, term)

@@ -27,10 +27,16 @@ class Distiller(nn.Module):
         self.hidden = any(term.hidden for term in self.terms.values())
         self.attention = any(term.attention for term in self.terms.values())
         self.teacher_pass = any(term.teacher_pass for term in self.terms.values())
+        if "mlm" in self.terms:
+            self.terms["mlm"].embeddings = (student.get_input_embeddings(),)  # tied, not a second copy
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = model_inputs(batch)
+        mlm_labels = None
+        if "mlm" in self.terms:  # student and teacher both see the masked text
+            inputs["input_ids"], mlm_labels = self.terms["mlm"].mask(inputs["input_ids"], inputs["attention_mask"])
         student = run_captured(self.student, inputs, self.hidden, self.attention)
+        student.mlm_labels = mlm_labels
         teacher_model = self._teacher[0]
         if self.teacher_pass:
             with torch.no_grad():
