@@ -184,13 +184,29 @@ class DataConfig(_Section):
     max_length: int = Field(128, ge=8)
 
 
-class CorpusConfig(_Section):
-    """Raw text for task-agnostic distillation (instead of a task)."""
+class HubTextConfig(_Section):
+    """A text dataset loaded with `datasets.load_dataset(path, name, split=split)`; each row is a document."""
 
-    files: list[str] = Field(min_length=1, description="text files, or folders of *.txt: one paragraph per line, blank line between documents")
+    path: str
+    name: str | None = None
+    split: str = "train"
+    column: str = "text"
+
+
+class CorpusConfig(_Section):
+    """Raw text for task-agnostic distillation (instead of a task): local files or a hub dataset."""
+
+    files: list[str] | None = Field(None, min_length=1, description="text files, or folders of *.txt: one paragraph per line, blank line between documents")
+    dataset: HubTextConfig | None = None
     max_length: int = Field(128, ge=16, description="tokens per segment, [CLS] and [SEP] included")
     max_segments: int | None = Field(None, ge=1, description="random subset of training segments")
     heldout_segments: int = Field(256, ge=1, description="segments kept out of training to measure the loss on")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CorpusConfig:
+        if (self.files is None) == (self.dataset is None):
+            raise ValueError("give either files or dataset")
+        return self
 
 
 class EvalConfig(_Section):

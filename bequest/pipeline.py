@@ -175,7 +175,7 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         run = Run(config, tokenizer, accelerator, data.train, data.file_hashes, task=task, dev=data.dev)
     else:
         corpus = config.corpus
-        segments, hashes = load_segments(corpus.files, tokenizer, corpus.max_length, cache_root(config))
+        segments, hashes = load_segments(corpus, tokenizer, corpus.max_length, cache_root(config))
         train_part, heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, config.seed)
         run = Run(config, tokenizer, accelerator, train_part, hashes, heldout=heldout)
     return Inputs(run, teacher, has_head)
@@ -333,7 +333,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
                    path=str(run.dir / name) if name in students else teacher_info.get("path", teacher_info["model"]))
     results = {
         "task": config.task,
-        "corpus": config.corpus.files if config.corpus else None,
+        "corpus": config.corpus.model_dump(mode="json") if config.corpus else None,
         "main_metric": run.task.main_metric if run.task else "heldout_loss",
         "teacher": teacher_info,
         "students": {name: {k: v for k, v in row.items() if k != "teacher"} for name, row in students.items()},

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from bequest.config import load_config
+from bequest.config import CorpusConfig, load_config
 from bequest.data.corpus import load_segments, split_segments
 from bequest.errors import BequestError
 from bequest.models.loading import load_tokenizer, load_config as load_model_config
@@ -25,7 +25,7 @@ def tokenizer(tiny_teacher):
 
 def test_documents_become_full_segments_that_never_cross_a_document(tokenizer, tmp_path):
     (tmp_path / "a.txt").write_text(TEXT)
-    segments, hashes = load_segments([str(tmp_path / "a.txt")], tokenizer, 12, tmp_path / "cache")
+    segments, hashes = load_segments(CorpusConfig(files=[str(tmp_path / "a.txt")]), tokenizer, 12, tmp_path / "cache")
     assert list(hashes) == [str(tmp_path / "a.txt")]
     first = tokenizer("The cat sat on the mat. It was warm.", add_special_tokens=False)["input_ids"] + \
         tokenizer("The dog barked.", add_special_tokens=False)["input_ids"]
@@ -42,17 +42,17 @@ def test_documents_become_full_segments_that_never_cross_a_document(tokenizer, t
 
 def test_the_corpus_is_tokenised_once(tokenizer, tmp_path, monkeypatch):
     (tmp_path / "a.txt").write_text(TEXT)
-    first, _ = load_segments([str(tmp_path)], tokenizer, 16, tmp_path / "cache")
+    first, _ = load_segments(CorpusConfig(files=[str(tmp_path)]), tokenizer, 16, tmp_path / "cache")
     import bequest.data.corpus as corpus
 
     monkeypatch.setattr(corpus, "_segment", lambda *a: pytest.fail("tokenised again"))
-    second, _ = load_segments([str(tmp_path)], tokenizer, 16, tmp_path / "cache")
+    second, _ = load_segments(CorpusConfig(files=[str(tmp_path)]), tokenizer, 16, tmp_path / "cache")
     assert np.array_equal(first.ids, second.ids) and np.array_equal(first.sizes, second.sizes)
 
 
 def test_split_is_disjoint_and_seeded(tokenizer, tmp_path):
     (tmp_path / "a.txt").write_text(("word " * 400 + "\n\n") * 3)
-    segments, _ = load_segments([str(tmp_path / "a.txt")], tokenizer, 16, tmp_path / "cache")
+    segments, _ = load_segments(CorpusConfig(files=[str(tmp_path / "a.txt")]), tokenizer, 16, tmp_path / "cache")
     train, heldout = split_segments(segments, 5, None, seed=1)
     assert len(train) + len(heldout) == len(segments) and len(heldout) == 5
     again, _ = split_segments(segments, 5, 10, seed=1)
@@ -61,9 +61,36 @@ def test_split_is_disjoint_and_seeded(tokenizer, tmp_path):
         split_segments(segments, len(segments), None, seed=1)
 
 
+def test_a_hub_dataset_is_a_corpus_of_one_document_per_row(tokenizer, tmp_path, monkeypatch):
+    import datasets
+
+    rows = {"body": ["The cat sat on the mat and looked at the dog for a long while.", "The dog barked back at the cat, twice."]}
+    asked = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: asked.append((a, k)) or datasets.Dataset.from_dict(rows))
+    spec = CorpusConfig(dataset={"path": "someone/texts", "name": "en", "split": "train", "column": "body"})
+    segments, hashes = load_segments(spec, tokenizer, 64, tmp_path)
+    assert asked == [(("someone/texts", "en"), {"split": "train"})]
+    assert len(segments) == 2 and list(hashes) == ["hub:someone/texts/en/train"]
+    expected = [tokenizer.cls_token_id] + tokenizer(rows["body"][1], add_special_tokens=False)["input_ids"] + [tokenizer.sep_token_id]
+    assert segments.ids[1, : segments.sizes[1]].tolist() == expected
+    with pytest.raises(BequestError, match="has no column 'text'"):
+        load_segments(CorpusConfig(dataset={"path": "someone/texts"}), tokenizer, 64, tmp_path)
+
+
+def test_an_unreachable_hub_dataset_is_one_clear_error(tokenizer, tmp_path, monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(BequestError, match="cannot load the dataset wikitext .*ConnectionError.*give local corpus.files"):
+        load_segments(CorpusConfig(dataset={"path": "wikitext"}), tokenizer, 64, tmp_path)
+
+
 def test_missing_corpus_file(tokenizer, tmp_path):
     with pytest.raises(BequestError, match="corpus file .*nope.txt not found"):
-        load_segments([str(tmp_path / "nope.txt")], tokenizer, 16, tmp_path)
+        load_segments(CorpusConfig(files=[str(tmp_path / "nope.txt")]), tokenizer, 16, tmp_path)
 
 
 @pytest.fixture(scope="module")

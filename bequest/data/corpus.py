@@ -80,16 +80,31 @@ def corpus_files(paths: list[str]) -> list[Path]:
     return files
 
 
-def _documents(files: list[Path]):
+def file_documents(files: list[Path]) -> list[str]:
+    """Documents of text files, which separate them by blank lines."""
+    documents = []
     for path in files:
         try:
-            text = path.read_text(encoding="utf-8")
+            documents += path.read_text(encoding="utf-8").split("\n\n")
         except UnicodeDecodeError:
             raise BequestError(f"corpus file {path} is not UTF-8 text: convert it to UTF-8") from None
-        for document in text.split("\n\n"):
-            paragraphs = [line.strip() for line in document.split("\n") if line.strip()]
-            if paragraphs:
-                yield paragraphs
+    return documents
+
+
+def hub_documents(spec) -> tuple[list[str], str]:
+    """Documents of a hub text dataset (one per row) and the dataset's content fingerprint."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(spec.path, spec.name, split=spec.split)
+    except Exception as error:  # no network, unknown name, missing split: all mean "cannot use this source"
+        reason = (str(error).splitlines() or [""])[0][:200]
+        raise BequestError(f"cannot load the dataset {spec.path} ({type(error).__name__}: {reason}): "
+                           "check corpus.dataset, or give local corpus.files") from None
+    if spec.column not in dataset.column_names:
+        raise BequestError(f"dataset {spec.path} has no column '{spec.column}' (it has {', '.join(dataset.column_names)}): "
+                           "set corpus.dataset.column")
+    return list(dataset[spec.column]), dataset._fingerprint
 
 
 def special_wrapper(tokenizer) -> tuple[list[int], list[int]]:
@@ -100,12 +115,14 @@ def special_wrapper(tokenizer) -> tuple[list[int], list[int]]:
     return full[:start], full[start + len(bare) :]
 
 
-def _segment(files: list[Path], tokenizer, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+def _segment(documents: list[str], tokenizer, max_length: int, source: str) -> tuple[np.ndarray, np.ndarray]:
     prefix, suffix = special_wrapper(tokenizer)
     room = max_length - len(prefix) - len(suffix)
     rows, sizes = [], []
-    documents = list(_documents(files))
-    for paragraphs in tqdm(documents, desc="tokenising corpus", unit="doc", dynamic_ncols=True):
+    for document in tqdm(documents, desc="tokenising corpus", unit="doc", dynamic_ncols=True):
+        paragraphs = [line.strip() for line in document.split("\n") if line.strip()]
+        if not paragraphs:
+            continue
         tokens = [t for ids in tokenizer(paragraphs, add_special_tokens=False)["input_ids"] for t in ids]
         for start in range(0, len(tokens), room):
             piece = tokens[start : start + room]
@@ -115,14 +132,22 @@ def _segment(files: list[Path], tokenizer, max_length: int) -> tuple[np.ndarray,
             sizes.append(len(row))
             rows.append(row + [tokenizer.pad_token_id] * (max_length - len(row)))
     if not rows:
-        raise BequestError(f"the corpus ({', '.join(map(str, files))}) yields no segment of {MIN_SEGMENT}+ tokens: give more text")
+        raise BequestError(f"the corpus ({source}) yields no segment of {MIN_SEGMENT}+ tokens: give more text")
     return np.asarray(rows, dtype=np.int32), np.asarray(sizes, dtype=np.int64)
 
 
-def load_segments(paths: list[str], tokenizer, max_length: int, cache_dir: Path) -> tuple[Segments, dict[str, str]]:
-    """Segments of the whole corpus (from the cache when it has them) and the files' hashes."""
-    files = corpus_files(paths)
-    hashes = {str(f): sha256_file(f) for f in files}
+def load_segments(corpus, tokenizer, max_length: int, cache_dir: Path) -> tuple[Segments, dict[str, str]]:
+    """Segments of the whole corpus (from the cache when it has them) and the source's hashes.
+
+    `corpus` names local files (`files`) or a hub dataset (`dataset`), as CorpusConfig does."""
+    if corpus.files:
+        files = corpus_files(corpus.files)
+        hashes = {str(f): sha256_file(f) for f in files}
+        documents, source = None, ", ".join(map(str, files))
+    else:
+        documents, fingerprint = hub_documents(corpus.dataset)
+        source = f"hub:{corpus.dataset.path}/{corpus.dataset.name or ''}/{corpus.dataset.split}"
+        hashes = {source: fingerprint}
     vocabulary = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()
     key = hashlib.sha256(json.dumps([sorted(hashes.values()), vocabulary, max_length]).encode()).hexdigest()[:20]
     path = Path(cache_dir) / "corpus" / f"{key}.safetensors"
@@ -130,7 +155,7 @@ def load_segments(paths: list[str], tokenizer, max_length: int, cache_dir: Path)
     if path.is_file():
         saved = load_file(str(path))
         return Segments(saved["ids"], saved["sizes"], token_types), hashes
-    ids, sizes = _segment(files, tokenizer, max_length)
+    ids, sizes = _segment(documents if documents is not None else file_documents(files), tokenizer, max_length, source)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file({"ids": ids, "sizes": sizes}, str(tmp))
