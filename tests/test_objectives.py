@@ -328,3 +328,20 @@ def test_mlm_loss_is_cross_entropy_against_tied_embeddings():
     expected = -torch.log_softmax(logits[chosen], -1)[torch.arange(int(chosen.sum())), labels[chosen]].mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert not any("word_embeddings" in name for name, _ in distiller.terms.named_parameters())  # tied, not copied
+
+
+def test_kd_with_mlm_asks_the_teacher_about_the_masked_text():
+    student, teacher = _pair()
+    objectives = ObjectivesConfig.model_validate({"kd": {"alpha": 1.0, "temperature": 1.0}, "mlm": {"weight": 0}})
+    tokenizer = type("T", (), {"mask_token_id": 3, "all_special_ids": [0, 1, 2, 3]})()
+    distiller = Distiller(student, build_terms(objectives, student.config, teacher.config, tokenizer), teacher,
+                          soft_targets=torch.full((2, 2), 100.0)).eval()
+    batch = _batch()
+    torch.manual_seed(1)
+    loss = distiller(batch)
+    torch.manual_seed(1)
+    masked, _ = distiller.terms["mlm"].mask(batch["input_ids"], batch["attention_mask"])
+    inputs = {"input_ids": masked, "attention_mask": batch["attention_mask"]}
+    expected = F.kl_div(F.log_softmax(student(**inputs).logits, -1), F.log_softmax(teacher(**inputs).logits, -1),
+                        log_target=True, reduction="batchmean")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)

@@ -29,6 +29,8 @@ class Distiller(nn.Module):
         self.teacher_pass = any(term.teacher_pass for term in self.terms.values())
         if "mlm" in self.terms:
             self.terms["mlm"].embeddings = (student.get_input_embeddings(),)  # tied, not a second copy
+            if "kd" in self.terms:  # cached logits are of unmasked text: ask the teacher about the masked one
+                self.soft_targets, self.teacher_pass = None, True
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = model_inputs(batch)
