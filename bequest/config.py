@@ -141,10 +141,15 @@ class ObjectivesConfig(_Section):
                           for name, term in self.active().items())
 
 
+class StageDataConfig(_Section):
+    max_examples: int | None = Field(None, ge=1, description="this stage trains on a seeded random subset of the run's training data")
+
+
 class StageConfig(_Section):
     name: str | None = None
     objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
     train: TrainConfig = TrainConfig(learning_rate=1e-4)
+    data: StageDataConfig = StageDataConfig()
 
 
 class StudentConfig(_Section):

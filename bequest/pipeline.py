@@ -29,7 +29,7 @@ from bequest import __version__
 from bequest.config import RunConfig, StudentConfig, dump_config
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import Encoded, inference_batches
-from bequest.data.task_data import TaskData, load_task_data
+from bequest.data.task_data import TaskData, load_task_data, subsample
 from bequest.data.tasks import TaskSpec, get_task
 from bequest.errors import BequestError
 from bequest.eval.evaluate import evaluate
@@ -236,11 +236,14 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
         terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer)
-        soft = teacher_logits(config, teacher, run.train, run.pad) if stage.objectives.kd else None
+        data = run.train
+        if stage.data.max_examples is not None:
+            data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))
+        soft = teacher_logits(config, teacher, data, run.pad) if stage.objectives.kd else None
         label = student.name if len(stages) == 1 else f"{student.name} stage {number}/{len(stages)}"
         log = train(
             Distiller(model, terms, teacher, soft),
-            run.train,
+            data,
             lambda m, batch: m(batch),
             stage.train,
             seed=config.seed,

@@ -155,6 +155,7 @@ def test_mnli_scores_matched_and_mismatched(tiny_teacher, tmp_path):
 
 TWO_STAGES = [{"name": "student", "layers": 2, "init": "uniform", "stages": [
     {"name": "intermediate", "objectives": {"hidden": {}, "attention_mse": {}, "minilmv2": {"weight": 0.5}},
+     "data": {"max_examples": 40},
      "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}},
     {"name": "prediction", "objectives": {"kd": {"alpha": 0.7, "temperature": 4}, "pkd": {"weight": 10, "mapping": [[1, 2]]}},
      "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}}]}]
@@ -168,6 +169,7 @@ def test_two_stage_schedule_and_resume_inside_the_second_stage(finished, tiny_te
     reference = _run(tmp_path / "reference", tiny_teacher, tiny_glue, cache_dir=cache, students=TWO_STAGES)
     history = json.loads((tmp_path / "reference" / "run" / "logs" / "student.json").read_text())
     assert [(h["stage"], h["epoch"]) for h in history] == [(1, 1), (2, 1), (2, 2)]
+    assert [h["step"] for h in history] == [3, 10, 20]  # stage 1 sees 40 of the 160 examples: 3 batches of 16
     card = (tmp_path / "reference" / "run" / "student" / "README.md").read_text()
     assert "stage 1 (intermediate): 1*hidden + 1*attention_mse + 0.5*minilmv2" in card and "stage 2 (prediction)" in card
 

@@ -35,6 +35,10 @@ class Encoded:
         batch["index"] = torch.tensor(list(indices), dtype=torch.long)
         return batch
 
+    def select(self, indices) -> Encoded:
+        return Encoded(inputs={k: [rows[i] for i in indices] for k, rows in self.inputs.items()},
+                       labels=[self.labels[i] for i in indices])
+
     def fingerprint(self) -> str:
         """A hash of the token ids: names the data a cached teacher output belongs to."""
         digest = hashlib.sha256()
