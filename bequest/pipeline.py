@@ -143,14 +143,14 @@ def student_config(teacher: nn.Module, student: StudentConfig):
     return config
 
 
-def check_student(student: StudentConfig, teacher: nn.Module, tokenizer_name: str, tokenizer) -> None:
+def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str, tokenizer_name: str, tokenizer) -> None:
     depth = teacher.config.num_hidden_layers
     if student.model:
         load_tokenizer(tokenizer_name, load_config(student.model), student.model)  # same vocabulary as the teacher's
     else:
         select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
     for stage in student.all_stages():
-        terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer)
+        terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name)
         if any(term.attention for _, term in terms.values()):
             projections(teacher)  # refuses architectures whose attention we cannot read
 
@@ -166,7 +166,7 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         teacher, has_head = load_encoder(config.teacher.model), False
     for number, student in enumerate(config.students):
         try:
-            check_student(student, teacher, tokenizer_name, tokenizer)
+            check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     if config.task:
@@ -235,7 +235,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     stages = student.all_stages()
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
-        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer)
+        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model)
         data = run.train
         if stage.data.max_examples is not None:
             data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))

@@ -289,9 +289,10 @@ def test_captured_attention_is_the_models_own(model_type):
 
 
 def _mlm_term(student_config):
-    from bequest.objectives.terms import MLM
+    from bequest.objectives.terms import MLM, mlm_head
 
-    return MLM(student_config, 0.3, mask_id=3, special_ids=[0, 1, 2, 3])
+    head, decoder, _ = mlm_head(student_config, student_config, None)
+    return MLM(head, decoder, 0.3, mask_id=3, special_ids=[0, 1, 2, 3])
 
 
 def test_mlm_masks_only_real_ordinary_tokens_bert_style():
@@ -315,6 +316,7 @@ def test_mlm_loss_is_cross_entropy_against_tied_embeddings():
     student, _ = _pair()
     terms = build_terms(ObjectivesConfig.model_validate({"mlm": {}}), student.config, student.config,
                         tokenizer=type("T", (), {"mask_token_id": 3, "all_special_ids": [0, 1, 2, 3]})())
+    assert terms["mlm"][1].head.predictions.transform.dense.in_features == 32
     distiller = Distiller(student, terms, student, None).eval()
     batch = _batch()
     torch.manual_seed(5)
@@ -323,11 +325,32 @@ def test_mlm_loss_is_cross_entropy_against_tied_embeddings():
     term = distiller.terms["mlm"]
     masked, labels = term.mask(batch["input_ids"], batch["attention_mask"])
     hidden = student(input_ids=masked, attention_mask=batch["attention_mask"], output_hidden_states=True).hidden_states[-1]
-    logits = term.transform(hidden) @ student.bert.embeddings.word_embeddings.weight.T + term.bias
+    transform = term.head.predictions.transform  # BERT's own head: dense, gelu, LayerNorm, then the tied decoder
+    logits = transform(hidden) @ student.bert.embeddings.word_embeddings.weight.T + term.head.predictions.bias
     chosen = labels != -100
     expected = -torch.log_softmax(logits[chosen], -1)[torch.arange(int(chosen.sum())), labels[chosen]].mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert not any("word_embeddings" in name for name, _ in distiller.terms.named_parameters())  # tied, not copied
+    assert term.head.predictions.decoder.weight is student.bert.embeddings.word_embeddings.weight  # tied, not copied
+    assert len(list(distiller.parameters())) == len({id(p) for p in distiller.parameters()})
+
+
+def test_mlm_starts_from_the_checkpoints_head_where_it_has_one(tmp_path):
+    from transformers import AutoModelForMaskedLM
+
+    from bequest.objectives.terms import mlm_head
+
+    config = _config()
+    torch.manual_seed(3)
+    with_head = AutoModelForMaskedLM.from_config(config)
+    with_head.save_pretrained(tmp_path / "with-head")
+    AutoModelForSequenceClassification.from_config(config).bert.save_pretrained(tmp_path / "bare")
+    head, _, pretrained = mlm_head(config, config, str(tmp_path / "with-head"))
+    assert pretrained and torch.equal(head.predictions.transform.dense.weight, with_head.cls.predictions.transform.dense.weight)
+    _, _, pretrained = mlm_head(config, config, str(tmp_path / "bare"))
+    assert not pretrained
+    narrow = _config(hidden_size=16, num_attention_heads=2, intermediate_size=32)
+    head, decoder, pretrained = mlm_head(narrow, config, str(tmp_path / "with-head"))
+    assert not pretrained and decoder.in_features == 16  # a new head of the student's width
 
 
 def test_kd_with_mlm_asks_the_teacher_about_the_masked_text():

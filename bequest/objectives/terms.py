@@ -10,11 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PretrainedConfig
+from transformers import AutoModelForMaskedLM, PretrainedConfig
 
 from bequest.config import ObjectivesConfig
 from bequest.errors import BequestError
 from bequest.models.capture import Captured
+from bequest.models.loading import resolve_model
 from bequest.objectives import losses
 from bequest.objectives.logits import kd_loss, task_loss
 from bequest.objectives.mapping import layer_pairs
@@ -114,19 +115,19 @@ class Relations(_LayerTerm):
 
 
 class MLM(Term):
-    """Masked-language modelling through a head of its own: transform, then scores against the
-    student's (tied) word embeddings. The head trains with the student and stays out of the export."""
+    """Masked-language modelling through the architecture's own MLM head, its decoder tied to the
+    student's word embeddings. The head trains with the student and stays out of the export."""
 
     hidden = True
 
-    def __init__(self, student: PretrainedConfig, probability: float, mask_id: int, special_ids: list[int]):
+    def __init__(self, head: nn.Module, decoder: nn.Linear, probability: float, mask_id: int, special_ids: list[int]):
         super().__init__()
-        width = student.hidden_size
-        self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width, eps=student.layer_norm_eps))
-        self.bias = nn.Parameter(torch.zeros(student.vocab_size))
-        self.probability, self.mask_id, self.vocab_size = probability, mask_id, student.vocab_size
+        self.head, self._decoder = head, (decoder,)  # the decoder lives inside head; a tuple keeps it registered once
+        self.probability, self.mask_id, self.vocab_size = probability, mask_id, decoder.out_features
         self.special_ids = special_ids
-        self.embeddings = None  # the student's word-embedding module, bound by the Distiller (not registered here)
+
+    def tie(self, embeddings: nn.Embedding) -> None:
+        self._decoder[0].weight = embeddings.weight
 
     def mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT masking of real, non-special tokens; returns the masked ids and labels (-100 where not masked)."""
@@ -139,9 +140,27 @@ class MLM(Term):
         return torch.where(chosen & (draw >= 0.8) & (draw < 0.9), random_ids, masked), labels
 
     def forward(self, student, teacher, labels):
-        states = self.transform(student.hidden[-1])
-        logits = states @ self.embeddings[0].weight.T + self.bias
+        logits = self.head(student.hidden[-1])
         return F.cross_entropy(logits.view(-1, self.vocab_size), student.mlm_labels.view(-1), ignore_index=-100)
+
+
+def mlm_head(student: PretrainedConfig, teacher: PretrainedConfig, source: str | None) -> tuple[nn.Module, nn.Linear, bool]:
+    """The architecture's MLM head: the teacher checkpoint's own where it has one of the student's width,
+    else a new one. Returns the head, its decoder, and whether trained head weights were found."""
+    missing = None
+    if source is not None and student.hidden_size == teacher.hidden_size:
+        model, info = AutoModelForMaskedLM.from_pretrained(resolve_model(source), use_safetensors=True, output_loading_info=True)
+        missing = info["missing_keys"]
+    else:
+        model = AutoModelForMaskedLM.from_config(student)
+    heads = [(name, child) for name, child in model.named_children() if name != model.base_model_prefix]
+    if len(heads) != 1:
+        raise BequestError(f"mlm: the MLM head of {student.model_type} is not one module; mlm does not support it yet")
+    name, head = heads[0]
+    decoder = model.get_output_embeddings()
+    # the decoder weight is tied to the embeddings, so a checkpoint may legitimately lack it
+    pretrained = missing is not None and not any(key.startswith(name + ".") and not key.endswith("decoder.weight") for key in missing)
+    return head, decoder, pretrained
 
 
 def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
@@ -153,10 +172,11 @@ def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, in
 
 
 def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig,
-                tokenizer=None) -> dict[str, tuple[float, Term]]:
+                tokenizer=None, teacher_source: str | None = None) -> dict[str, tuple[float, Term]]:
     """Turn a stage's objectives into weighted terms, checking every layer and shape they need.
 
-    `tokenizer` gives the mask and special tokens to the mlm term."""
+    `tokenizer` gives the mask and special tokens to the mlm term, `teacher_source` (the teacher's
+    folder or hub id) the trained MLM head it starts from where the checkpoint has one."""
     s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
     s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
     s_width, t_width = student.hidden_size, teacher.hidden_size
@@ -195,7 +215,8 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
         elif name == "mlm":
             if tokenizer is None or tokenizer.mask_token_id is None:
                 raise BequestError(f"{where}: the tokenizer has no mask token: mlm needs one")
-            term = MLM(student, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
+            head, decoder, _ = mlm_head(student, teacher, teacher_source)
+            term = MLM(head, decoder, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
         else:  # a new config field without a term here is a programming error
             raise AssertionError(name)
         terms[name] = (spec.weight, term)

@@ -28,7 +28,7 @@ class Distiller(nn.Module):
         self.attention = any(term.attention for term in self.terms.values())
         self.teacher_pass = any(term.teacher_pass for term in self.terms.values())
         if "mlm" in self.terms:
-            self.terms["mlm"].embeddings = (student.get_input_embeddings(),)  # tied, not a second copy
+            self.terms["mlm"].tie(student.get_input_embeddings())
             if "kd" in self.terms:  # cached logits are of unmasked text: ask the teacher about the masked one
                 self.soft_targets, self.teacher_pass = None, True
 
