@@ -153,3 +153,35 @@ def test_the_general_student_is_fine_tuned_on_a_task(general, tiny_teacher, tiny
     general_weights = AutoModel.from_pretrained(folder / "run" / "general").embeddings.word_embeddings.weight
     tuned = AutoModel.from_pretrained(tmp_path / "run" / "from-general").embeddings.word_embeddings.weight
     assert not torch.equal(general_weights, tuned)  # it trained, starting from the general student
+
+
+def test_a_killed_task_agnostic_run_resumes_to_the_same_student(general, tiny_teacher, tmp_path, monkeypatch):
+    import bequest.train.loop as loop
+    from safetensors.torch import load_file
+
+    folder, _ = general
+    students = [{"name": "g", "layers": 1, "objectives": {"minilmv2": {"relation_heads": 4}, "mlm": {"weight": 0.5}},
+                 "train": {"max_steps": 8, "batch_size": 8, "learning_rate": 1e-3, "checkpoint_every": 3}}]
+    corpus = {"files": [str(folder / "wiki.txt")], "max_length": 64, "heldout_segments": 16}
+
+    def recipe(where):
+        where.mkdir()
+        return load_config(tiny_recipe(where, tiny_teacher, where, task=None, corpus=corpus, students=students,
+                                       cache_dir=str(folder / "cache")))
+
+    run_recipe(recipe(tmp_path / "reference"))
+    real_save = loop._save_checkpoint
+
+    def save_then_die(*args):
+        real_save(*args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    config = recipe(tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(config)
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    run_recipe(config, resume=True)
+    first = load_file(str(tmp_path / "reference" / "run" / "g" / "model.safetensors"))
+    second = load_file(str(tmp_path / "killed" / "run" / "g" / "model.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
