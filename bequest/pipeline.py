@@ -309,7 +309,9 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     run = inputs.run
     if not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
-    write_json(run.dir / "environment.json", environment(run))
+    # a resumed session records its own environment beside the first one's, which it never replaces
+    resumed = len(list(run.dir.glob("environment*.json")))
+    write_json(run.dir / (f"environment.resumed-{resumed}.json" if resume else "environment.json"), environment(run))
 
     if run.task:
         data = TaskData(run.task, run.train, run.dev, run.file_hashes)

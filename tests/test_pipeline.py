@@ -187,8 +187,11 @@ def test_two_stage_schedule_and_resume_inside_the_second_stage(finished, tiny_te
     with pytest.raises(KeyboardInterrupt):
         run_recipe(config)
     monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    first_environment = (tmp_path / "killed" / "run" / "environment.json").read_text()
     resumed = run_recipe(config, resume=True)
     assert resumed["students"]["student"]["dev"] == reference["students"]["student"]["dev"]
+    assert (tmp_path / "killed" / "run" / "environment.json").read_text() == first_environment
+    assert json.loads((tmp_path / "killed" / "run" / "environment.resumed-1.json").read_text())["seed"] == 7
     first = load_file(str(tmp_path / "reference" / "run" / "student" / "model.safetensors"))
     second = load_file(str(tmp_path / "killed" / "run" / "student" / "model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
