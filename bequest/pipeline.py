@@ -87,14 +87,19 @@ class Run:
 
 @torch.no_grad()
 def heldout_loss(distiller: Distiller, data: Segments, batch_size: int, pad_token_id: int) -> float:
-    """The stage's loss on held-out text, without dropout: the task-agnostic progress measure."""
+    """The stage's loss on held-out text, without dropout: the task-agnostic progress measure.
+
+    Its own fixed random stream makes MLM mask the same tokens at every evaluation and leaves the
+    training stream untouched."""
     was_training = distiller.training
     distiller.eval()
     device = next(distiller.parameters()).device
     total = 0.0
-    for indices in inference_batches(data.lengths, batch_size):
-        batch = {k: v.to(device) for k, v in data.batch(indices, pad_token_id).items()}
-        total += distiller(batch).item() * len(indices)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        for indices in inference_batches(data.lengths, batch_size):
+            batch = {k: v.to(device) for k, v in data.batch(indices, pad_token_id).items()}
+            total += distiller(batch).item() * len(indices)
     distiller.train(was_training)
     return total / len(data)
 

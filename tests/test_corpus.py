@@ -185,3 +185,26 @@ def test_a_killed_task_agnostic_run_resumes_to_the_same_student(general, tiny_te
     first = load_file(str(tmp_path / "reference" / "run" / "g" / "model.safetensors"))
     second = load_file(str(tmp_path / "killed" / "run" / "g" / "model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_held_out_loss_is_repeatable_and_leaves_the_training_stream_alone(general, tiny_teacher, tokenizer):
+    from transformers import AutoModel as Auto
+
+    from bequest.config import ObjectivesConfig
+    from bequest.objectives.terms import build_terms
+    from bequest.pipeline import heldout_loss
+    from bequest.train.distiller import Distiller
+
+    folder, _ = general
+    teacher = Auto.from_pretrained(tiny_teacher)
+    segments, _ = load_segments(CorpusConfig(files=[str(folder / "wiki.txt")]), tokenizer, 64, folder / "cache")
+    terms = build_terms(ObjectivesConfig.model_validate({"mlm": {}}), teacher.config, teacher.config, tokenizer)
+    distiller = Distiller(Auto.from_pretrained(tiny_teacher), terms, teacher, None)
+    held_out = segments.select(list(range(8)))
+    torch.manual_seed(9)
+    first = heldout_loss(distiller, held_out, 4, tokenizer.pad_token_id)
+    after = torch.rand(1)
+    second = heldout_loss(distiller, held_out, 4, tokenizer.pad_token_id)  # the global stream has moved on
+    torch.manual_seed(9)
+    assert first == second  # the same masks every time
+    assert torch.equal(after, torch.rand(1))  # evaluation drew nothing from the training stream
