@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.config import ObjectivesConfig
 from bequest.errors import BequestError
-from bequest.models.capture import Captured, run_captured
+from bequest.models.capture import run_captured
 from bequest.objectives import losses
 from bequest.objectives.mapping import layer_pairs
 from bequest.objectives.terms import build_terms
@@ -109,7 +109,7 @@ def test_pkd_against_the_formula():
 def test_gradients_match_finite_differences(tensors, loss):
     m = tensors["mask"]
     if loss == "hidden_mse":
-        fn, x, other = (lambda a: losses.hidden_mse(a, tensors["ht"], m)), tensors["hs"], None
+        fn, x = (lambda a: losses.hidden_mse(a, tensors["ht"], m)), tensors["hs"]
     elif loss == "attention_mse":
         fn, x = (lambda a: losses.attention_mse(a, tensors["st"], m)), tensors["ss"]
     else:

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 
 from bequest.config import load_config, parse_assignment
 from bequest.pipeline import run_recipe

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 
 from bequest.data.glue import sha256_file
 from bequest.errors import BequestError
+from bequest.io import replacing
 
 MIN_SEGMENT = 8  # shorter document tails are dropped: they teach little and cost a batch slot
 
@@ -156,10 +156,8 @@ def load_segments(corpus, tokenizer, max_length: int, cache_dir: Path) -> tuple[
         saved = load_file(str(path))
         return Segments(saved["ids"], saved["sizes"], token_types), hashes
     ids, sizes = _segment(documents if documents is not None else file_documents(files), tokenizer, max_length, source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"ids": ids, "sizes": sizes}, str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file({"ids": ids, "sizes": sizes}, str(tmp))
     return Segments(ids, sizes, token_types), hashes
 
 

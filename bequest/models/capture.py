@@ -44,10 +44,6 @@ class Captured:
     position_bias: torch.Tensor | None = None
     mlm_labels: torch.Tensor | None = None  # original ids at masked positions, -100 elsewhere
 
-    @property
-    def num_layers(self) -> int:
-        return len(self.queries) or len(self.hidden) - 1
-
     def key_mask(self) -> torch.Tensor:
         """Additive mask (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding."""
         dtype = self.queries[0].dtype if self.queries else torch.float32

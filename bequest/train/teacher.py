@@ -25,7 +25,7 @@ from bequest.data.features import Encoded, model_inputs
 from bequest.data.task_data import TaskData
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
-from bequest.io import building_dir, write_json
+from bequest.io import building_dir, replacing, write_json
 from bequest.models.loading import load_classifier, weights_fingerprint
 from bequest.objectives.logits import task_loss
 from bequest.train.loop import train
@@ -95,8 +95,6 @@ def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_tok
     if path.is_file():
         return load_file(str(path))["logits"]
     logits = torch.from_numpy(predict(teacher, data, config.eval.batch_size, pad_token_id, desc="teacher logits"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({"logits": logits}, str(tmp))
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file({"logits": logits}, str(tmp))
     return logits
