@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
@@ -220,6 +227,16 @@ class EvalConfig(_Section):
     latency_repeats: int = Field(20, ge=1)
 
 
+class RuntimeConfig(_Section):
+    """How fast, not what: none of these change the method, only its numerics at most (precision)."""
+
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast the training forward passes to bf16/fp16 (fp16 needs a CUDA GPU)")
+    compile: bool = Field(False, description="torch.compile the models being trained (measured slower on a 2-core CPU)")
+    teacher_cache_mb: float = Field(
+        2048, ge=0, description="memory for the teacher's hidden states/Q/K/V cached as fp16; above it the teacher runs every step")
+
+
 class RunConfig(_Section):
     name: str = "run"
     task: str | None = Field(None, description="a GLUE task; or give corpus for task-agnostic distillation")
@@ -231,6 +248,7 @@ class RunConfig(_Section):
     teacher: TeacherConfig = TeacherConfig()
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1)
     eval: EvalConfig = EvalConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     @field_validator("task")
     @classmethod

@@ -20,13 +20,15 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import TorchDynamoPlugin
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, set_seed
 
 from bequest import __version__
-from bequest.config import RunConfig, StudentConfig, dump_config
+from bequest.config import RunConfig, RuntimeConfig, StudentConfig, dump_config
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import Encoded, inference_batches
 from bequest.data.task_data import TaskData, load_task_data, subsample
@@ -37,12 +39,25 @@ from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
 from bequest.init.layers import init_student, select_layers
 from bequest.io import building_dir, write_json, write_text
-from bequest.models.loading import count_parameters, load_classifier, load_config, load_encoder, load_tokenizer
 from bequest.models.capture import projections
+from bequest.models.loading import (
+    count_parameters,
+    load_classifier,
+    load_config,
+    load_encoder,
+    load_tokenizer,
+)
 from bequest.objectives.terms import build_terms
 from bequest.train.distiller import Distiller
 from bequest.train.loop import train
-from bequest.train.teacher import cache_root, label_maps, load_teacher, prepare_teacher, teacher_logits
+from bequest.train.teacher import (
+    cache_root,
+    label_maps,
+    load_teacher,
+    prepare_teacher,
+    teacher_logits,
+)
+from bequest.train.teacher_outputs import cache_teacher_outputs, teacher_reads
 
 RECIPE_FILE = "recipe.yaml"
 console = Console(stderr=True)
@@ -95,7 +110,7 @@ def heldout_loss(distiller: Distiller, data: Segments, batch_size: int, pad_toke
     distiller.eval()
     device = next(distiller.parameters()).device
     total = 0.0
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), distiller.live_teacher():
         torch.manual_seed(0)
         for indices in inference_batches(data.lengths, batch_size):
             batch = {k: v.to(device) for k, v in data.batch(indices, pad_token_id).items()}
@@ -158,6 +173,16 @@ def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str,
         terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name)
         if any(term.attention for _, term in terms.values()):
             projections(teacher)  # refuses architectures whose attention we cannot read
+
+
+def make_accelerator(runtime: RuntimeConfig) -> Accelerator:
+    if runtime.precision == "fp16" and not torch.cuda.is_available():
+        raise BequestError("runtime.precision fp16 needs a CUDA GPU: use bf16 (CPUs with AVX512-BF16/AMX run it fast) or fp32")
+    plugin = TorchDynamoPlugin(backend="inductor", dynamic=True) if runtime.compile else None
+    # accelerate keeps precision and compilation per process; one process may run several recipes
+    # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
+    AcceleratorState._reset_state()
+    return Accelerator(mixed_precision="no" if runtime.precision == "fp32" else runtime.precision, dynamo_plugin=plugin)
 
 
 def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
@@ -245,9 +270,14 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         if stage.data.max_examples is not None:
             data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))
         soft = teacher_logits(config, teacher, data, run.pad) if stage.objectives.kd else None
+        internals = None
+        if teacher_reads(terms) and "mlm" not in terms:  # masked text changes every step: nothing to cache
+            internals, note = cache_teacher_outputs(teacher, data, teacher_reads(terms), config.runtime.teacher_cache_mb,
+                                                    config.eval.batch_size, run.pad)
+            console.print(f"{student.name}: {note}")
         label = student.name if len(stages) == 1 else f"{student.name} stage {number}/{len(stages)}"
         log = train(
-            Distiller(model, terms, teacher, soft),
+            Distiller(model, terms, teacher, soft, internals),
             data,
             lambda m, batch: m(batch),
             stage.train,
@@ -308,7 +338,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     """Run a whole recipe; return (and write to results.json) the scores, sizes and speeds."""
     started = time.perf_counter()
     set_seed(config.seed)
-    accelerator = Accelerator()
+    accelerator = make_accelerator(config.runtime)
     inputs = check_inputs(config, accelerator)
     prepare_run_dir(config, resume, overwrite)
     run = inputs.run

@@ -29,7 +29,6 @@ from typing import Callable
 
 import pytest
 import yaml
-
 from conftest import tiny_recipe, write_tiny_encoder
 
 BEQUEST = Path(sys.executable).parent / "bequest"
@@ -226,6 +225,12 @@ def _with_set(assignment: str, needles: list[str]):
     return build
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 RECIPE_KEY_CASES = cases(
     "recipe-keys",
     Case("recipe-unknown-top-key", _in_recipe("trian", 1, ["trian", "unknown key"])),
@@ -240,6 +245,8 @@ RECIPE_KEY_CASES = cases(
     Case("set-index-out-of-range", _with_set("students.5.layers=1", ["students", "5"])),
     # beyond the brief:
     Case("set-value-not-yaml", _with_set("seed=[1", ["seed"])),
+    Case("set-unknown-precision", _with_set("runtime.precision=fp8", ["runtime.precision", "fp8"])),
+    *([] if _has_cuda() else [Case("set-fp16-without-gpu", _with_set("runtime.precision=fp16", ["fp16", "CUDA GPU", "bf16"]))]),
 )
 
 

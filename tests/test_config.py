@@ -3,7 +3,13 @@
 import pytest
 import yaml
 
-from bequest.config import apply_override, dump_config, load_config, parse_assignment, parse_config
+from bequest.config import (
+    apply_override,
+    dump_config,
+    load_config,
+    parse_assignment,
+    parse_config,
+)
 from bequest.errors import BequestError
 
 

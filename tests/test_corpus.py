@@ -5,15 +5,15 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_recipe
 from transformers import AutoModel
 
 from bequest.config import CorpusConfig, load_config
 from bequest.data.corpus import load_segments, split_segments
 from bequest.errors import BequestError
-from bequest.models.loading import load_tokenizer, load_config as load_model_config
+from bequest.models.loading import load_config as load_model_config
+from bequest.models.loading import load_tokenizer
 from bequest.pipeline import run_recipe
-
-from conftest import tiny_recipe
 
 TEXT = "The cat sat on the mat. It was warm.\nThe dog barked.\n\nA second document begins here and goes on for a while longer than the first one did.\n\nshort\n"
 
@@ -156,8 +156,9 @@ def test_the_general_student_is_fine_tuned_on_a_task(general, tiny_teacher, tiny
 
 
 def test_a_killed_task_agnostic_run_resumes_to_the_same_student(general, tiny_teacher, tmp_path, monkeypatch):
-    import bequest.train.loop as loop
     from safetensors.torch import load_file
+
+    import bequest.train.loop as loop
 
     folder, _ = general
     students = [{"name": "g", "layers": 1, "objectives": {"minilmv2": {"relation_heads": 4}, "mlm": {"weight": 0.5}},

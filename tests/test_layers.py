@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.errors import BequestError
 from bequest.init.layers import init_student, select_layers
 from bequest.models.loading import layer_list, load_classifier
-
-from conftest import TINY
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.config import ObjectivesConfig
@@ -14,8 +15,6 @@ from bequest.objectives import losses
 from bequest.objectives.mapping import layer_pairs
 from bequest.objectives.terms import build_terms
 from bequest.train.distiller import Distiller
-
-from conftest import TINY
 
 B, H, T, D = 3, 2, 5, 8
 

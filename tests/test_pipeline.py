@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_recipe
 from safetensors.torch import load_file
 
 from bequest.config import load_config
 from bequest.pipeline import run_recipe
-
-from conftest import tiny_recipe
 
 BEQUEST = str(Path(sys.executable).parent / "bequest")
 

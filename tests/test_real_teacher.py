@@ -2,11 +2,10 @@
 
 import json
 
+from conftest import REPO_ROOT
 
 from bequest.config import load_config, parse_assignment
 from bequest.pipeline import run_recipe
-
-from conftest import REPO_ROOT
 
 
 def test_quickstart_recipe_runs_on_real_teacher_and_data(shared_data, tmp_path):

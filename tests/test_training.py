@@ -3,14 +3,13 @@
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 import bequest.train.loop as loop
 from bequest.config import TrainConfig
 from bequest.data.features import Encoded, inference_batches, training_batches
 from bequest.objectives.logits import task_loss
-
-from conftest import TINY
 
 
 def _data(n=70):
@@ -121,3 +120,43 @@ def test_max_steps_stops_mid_epoch_and_the_curve_averages_windows(tmp_path):
     assert log["evaluations"][1]["train_loss"] == pytest.approx(sum(losses[9:]) / 4)
     assert [c["step"] for c in log["curve"]] == [5, 10]
     assert log["curve"][1]["train_loss"] == pytest.approx(sum(losses[5:10]) / 5)
+
+
+def test_the_fused_optimiser_takes_the_reference_adamw_steps(tmp_path):
+    cfg = TrainConfig(learning_rate=1e-2, weight_decay=0.1)
+    fused_model, reference_model = _model().eval(), _model().eval()  # no dropout: both see the same gradients
+    fused = loop._optimizer(fused_model, cfg, torch.device("cpu"))
+    assert fused.defaults["fused"]
+    decay = [p for p in reference_model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in reference_model.parameters() if p.ndim < 2]
+    reference = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                                  lr=1e-2, foreach=False)
+    batch = _data().batch(list(range(8)), 0)
+    for model, optimizer in ((fused_model, fused), (reference_model, reference)):
+        for _ in range(3):
+            task_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(fused_model.parameters(), reference_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)  # lr 1e-2: a wrong update is far larger
+    assert not torch.equal(fused_model.classifier.weight, _model().classifier.weight)
+
+
+def test_runtime_precision_and_compile_reach_the_prepared_model():
+    from bequest.config import RuntimeConfig
+    from bequest.errors import BequestError
+    from bequest.pipeline import make_accelerator
+
+    def computed_dtype(precision):
+        model, seen = torch.nn.Sequential(torch.nn.Linear(4, 4)), []  # outputs return as fp32: look inside
+        model[0].register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+        make_accelerator(RuntimeConfig(precision=precision)).prepare(model)(torch.randn(2, 4))
+        return seen[0]
+
+    assert computed_dtype("bf16") == torch.bfloat16
+    assert computed_dtype("fp32") == torch.float32
+    compiled = make_accelerator(RuntimeConfig(compile=True)).prepare(torch.nn.Linear(4, 4))
+    assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+    if not torch.cuda.is_available():
+        with pytest.raises(BequestError, match="fp16 needs a CUDA GPU"):
+            make_accelerator(RuntimeConfig(precision="fp16"))

@@ -44,9 +44,8 @@ class Captured:
     position_bias: torch.Tensor | None = None
     mlm_labels: torch.Tensor | None = None  # original ids at masked positions, -100 elsewhere
 
-    def key_mask(self) -> torch.Tensor:
+    def key_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """Additive mask (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding."""
-        dtype = self.queries[0].dtype if self.queries else torch.float32
         return (1.0 - self.mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
     def scores(self, layer: int) -> torch.Tensor:
@@ -55,7 +54,7 @@ class Captured:
         scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
         if self.position_bias is not None:
             scores = scores + self.position_bias
-        return scores + self.key_mask()
+        return scores + self.key_mask(scores.dtype)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

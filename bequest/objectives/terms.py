@@ -29,6 +29,10 @@ class Term(nn.Module):
     def forward(self, student: Captured, teacher: Captured, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def teacher_reads(self) -> set[tuple[str, int]]:
+        """The teacher tensors this term reads, as (hidden | queries | keys | values, layer)."""
+        return set()
+
 
 class Task(Term):
     def forward(self, student, teacher, labels):
@@ -55,6 +59,9 @@ class _Projected(Term):
         count = 0 if student_width == teacher_width else (1 if projection == "shared" else len(pairs))
         self.projections = nn.ModuleList(nn.Linear(student_width, teacher_width) for _ in range(count))
 
+    def teacher_reads(self):
+        return {("hidden", t) for _, t in self.pairs}
+
     def project(self, position: int, states: torch.Tensor) -> torch.Tensor:
         if not self.projections:
             return states
@@ -79,10 +86,14 @@ class PKD(_Projected):
 
 class _LayerTerm(Term):
     attention = teacher_pass = True
+    slots = ("queries", "keys")  # what attention scores are built from
 
     def __init__(self, pairs):
         super().__init__()
         self.pairs = pairs
+
+    def teacher_reads(self):
+        return {(slot, t) for _, t in self.pairs for slot in self.slots}
 
 
 class AttentionMSE(_LayerTerm):
@@ -96,18 +107,22 @@ class AttentionKL(_LayerTerm):
                    for s, t in self.pairs)
 
 
+RELATION_SLOTS = {"qq": "queries", "kk": "keys", "vv": "values"}
+
+
 class Relations(_LayerTerm):
     """Self-relations of Q, K and/or V split into `heads` relation heads (MiniLM value relation, MiniLMv2)."""
 
     def __init__(self, pairs, relations, student_heads: int, teacher_heads: int):
         super().__init__(pairs)
         self.relations, self.student_heads, self.teacher_heads = relations, student_heads, teacher_heads
+        self.slots = tuple(RELATION_SLOTS[relation] for relation in relations)
 
     def forward(self, student, teacher, labels):
         total = 0.0
         for s, t in self.pairs:
             for relation in self.relations:
-                slot = {"qq": "queries", "kk": "keys", "vv": "values"}[relation]
+                slot = RELATION_SLOTS[relation]
                 log_s = losses.relation_log_probs(getattr(student, slot)[s], self.student_heads, student.mask)
                 log_t = losses.relation_log_probs(getattr(teacher, slot)[t], self.teacher_heads, teacher.mask)
                 total = total + losses.distribution_kl(log_s, log_t, student.mask)

@@ -57,7 +57,8 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
     if settings.when == "never" or (settings.when == "auto" and has_head):
         return model, {"model": config.teacher.model, "finetuned_by_bequest": False}
 
-    key = _key(__version__, weights_fingerprint(model), task.name, data.train.fingerprint(), settings.model_dump(), config.seed)
+    key = _key(__version__, weights_fingerprint(model), task.name, data.train.fingerprint(), settings.model_dump(), config.seed,
+               config.runtime.precision)
     folder = cache_root(config) / "teachers" / f"{task.name}-{key}"
     record = {"model": config.teacher.model, "finetuned_by_bequest": True, "path": str(folder)}
     if (folder / "bequest_teacher.json").is_file():
