@@ -159,11 +159,26 @@ class StageConfig(_Section):
     data: StageDataConfig = StageDataConfig()
 
 
+class ExtractConfig(_Section):
+    """ETD: cut the student out of the teacher in width as well as depth (`init` picks the layers).
+
+    The student keeps the teacher's head size, so hidden_size fixes the head count."""
+
+    hidden_size: int | None = Field(None, ge=1, description="default: the teacher's")
+    num_attention_heads: int | None = Field(None, ge=1, description="implied by hidden_size / the teacher's head size; give it to check")
+    intermediate_size: int | None = Field(None, ge=1, description="FFN neurons kept; default: the teacher's, scaled like the hidden size")
+    scorer: str = Field("taylor", description="which units survive: random (ETD-Rand), magnitude, or taylor (ETD-Impt)")
+    batches: int = Field(16, ge=1, description="taylor: training batches whose loss gradients score the units")
+    batch_size: int = Field(32, ge=1)
+    head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
+
+
 class StudentConfig(_Section):
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
-    init: Literal["lower", "upper", "uniform", "random"] | list[int] = "lower"
+    init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = "lower"
+    extract: ExtractConfig | None = Field(None, description="ETD: also narrow the student, keeping the teacher units a scorer ranks highest")
     objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
     train: TrainConfig = TrainConfig(learning_rate=1e-4)
     stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
@@ -173,9 +188,11 @@ class StudentConfig(_Section):
         if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
             raise ValueError("give either stages or objectives/train, not both")
         if self.model is not None:
-            if {"layers", "init"} & self.model_fields_set:
-                raise ValueError("a student given by model starts from that model: drop layers and init")
+            if {"layers", "init", "extract"} & self.model_fields_set:
+                raise ValueError("a student given by model starts from that model: drop layers, init and extract")
             return self
+        if self.extract is not None and self.init == "random":
+            raise ValueError("extract cuts the student out of the teacher: choose init lower, upper, uniform, stride or a layer list")
         if isinstance(self.init, list):
             if not self.init:
                 raise ValueError("init: an explicit layer list must not be empty")

@@ -37,6 +37,8 @@ from bequest.errors import BequestError
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
+from bequest.init.etd import check_extract, extract_student, target_shape
+from bequest.init.extract import FFN_SIZE
 from bequest.init.layers import init_student, select_layers
 from bequest.io import building_dir, write_json, write_text
 from bequest.models.capture import projections
@@ -155,20 +157,27 @@ class Inputs:
 
 
 def student_config(teacher: nn.Module, student: StudentConfig):
-    """The config the student will have: a pretrained student's own, else the teacher's with fewer layers."""
+    """The config the student will have: a pretrained student's own, else the teacher's with fewer
+    layers (and, when extracted, narrower)."""
     if student.model:
         return load_config(student.model)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = student.layers or config.num_hidden_layers
+    if student.extract:
+        config.hidden_size, config.num_attention_heads, neurons = target_shape(teacher.config, student.extract)
+        setattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"), neurons)
     return config
 
 
-def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str, tokenizer_name: str, tokenizer) -> None:
+def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str, tokenizer_name: str, tokenizer,
+                  on_task: bool) -> None:
     depth = teacher.config.num_hidden_layers
     if student.model:
         load_tokenizer(tokenizer_name, load_config(student.model), student.model)  # same vocabulary as the teacher's
     else:
         select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
+    if student.extract:
+        check_extract(student.extract, teacher, tokenizer, on_task)
     for stage in student.all_stages():
         terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name)
         if any(term.attention for _, term in terms.values()):
@@ -196,7 +205,7 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         teacher, has_head = load_encoder(config.teacher.model), False
     for number, student in enumerate(config.students):
         try:
-            check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer)
+            check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer, config.task is not None)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     if config.task:
@@ -245,8 +254,17 @@ def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tup
         else:
             model = load_encoder(student.model)
         return model, None, f"pretrained {student.model}"
+    start = student.init if isinstance(student.init, str) else "explicit"
+    if student.extract:
+        spec = student.extract
+        chosen = select_layers(student.init, student.layers, teacher.config.num_hidden_layers)
+        model, selection, scores = extract_student(teacher, chosen, spec, run.train, run.task is not None, run.pad,
+                                                   run.config.seed, run.tokenizer, run.config.teacher.model)
+        write_json(run.dir / "logs" / f"{student.name}.extraction.json",
+                   {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()})
+        return model, chosen, f"{start} + ETD width extraction ({spec.scorer})"
     model, chosen = init_student(teacher, student.init, student.layers, run.config.seed)
-    return model, chosen, student.init if isinstance(student.init, str) else "explicit"
+    return model, chosen, start
 
 
 def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_info: dict) -> dict:

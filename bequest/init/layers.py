@@ -15,14 +15,15 @@ from torch import nn
 from bequest.errors import BequestError
 from bequest.models.loading import layer_list
 
-STRATEGIES = ("lower", "upper", "uniform", "random")
+STRATEGIES = ("lower", "upper", "uniform", "stride", "random")
 
 
 def select_layers(strategy: str | list[int], student_layers: int, teacher_layers: int) -> list[int]:
     """Which teacher layer each student layer starts from.
 
     `uniform` spreads the choice evenly including both ends: round(linspace(0, L-1, k)),
-    rounding halves up; it gives DistilBERT's 0,2,4,7,9,11 for 6 of 12 layers.
+    rounding halves up; it gives DistilBERT's 0,2,4,7,9,11 for 6 of 12 layers. `stride` takes
+    every (L/k)-th layer from the first, floor(i*L/k), as ETD does: 0,2,4 for 3 of 6.
     """
     if student_layers > teacher_layers:
         raise BequestError(
@@ -45,6 +46,8 @@ def select_layers(strategy: str | list[int], student_layers: int, teacher_layers
             return [teacher_layers - 1]
         step = (teacher_layers - 1) / (student_layers - 1)
         return [int(i * step + 0.5) for i in range(student_layers)]
+    if strategy == "stride":  # ETD's uniform choice: 0, n/m, 2n/m, ...
+        return [i * teacher_layers // student_layers for i in range(student_layers)]
     raise BequestError(f"unknown layer strategy '{strategy}': use one of {', '.join(STRATEGIES)} or a list of indices")
 
 

@@ -155,8 +155,8 @@ class MLM(Term):
         return torch.where(chosen & (draw >= 0.8) & (draw < 0.9), random_ids, masked), labels
 
     def forward(self, student, teacher, labels):
-        logits = self.head(student.hidden[-1])
-        return F.cross_entropy(logits.view(-1, self.vocab_size), student.mlm_labels.view(-1), ignore_index=-100)
+        masked = student.mlm_labels != -100  # the head runs on masked positions only: a vocabulary-wide matmul saved on 85% of tokens
+        return F.cross_entropy(self.head(student.hidden[-1][masked]), student.mlm_labels[masked])
 
 
 def mlm_head(student: PretrainedConfig, teacher: PretrainedConfig, source: str | None) -> tuple[nn.Module, nn.Linear, bool]:

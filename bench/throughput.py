@@ -1,0 +1,377 @@
+"""Training throughput: bequest against TextBrewer and a plain PyTorch loop (issue 4).
+
+Same teacher (the default MiniLM-L6 fine-tuned by the quickstart recipe on 8,000 SST-2
+sentences), same 3-layer student from its layers 0-2, same data, batch size, optimiser
+settings, schedule, clipping and loss weights, one process, methods alternating within each
+repetition (the seed changes between repetitions). Three settings:
+
+- `kd`: logit KD (T=2, alpha=0.5);
+- `kd+hidden+attention`: KD + hidden-state MSE (layers 0-3 -> 0,2,4,6) + attention KL (layers 0-2 -> 1,3,5);
+- `finetune`: the teacher's own fine-tuning (task loss, 6 layers), from the pretrained checkpoint.
+
+TextBrewer and the plain loop draw random batches padded to their longest example (their usual
+data loader); bequest groups batches by length (its default). Each row reports the training
+loop's examples/s (one-off teacher passes that fill bequest's caches are timed separately, and
+included in `end_to_end_ex_per_s`), the dev accuracy after the run, the peak resident memory,
+and the fraction of the machine's limit: the FLOPs the run could not avoid (student forward and
+backward over real tokens only, no teacher: it can be cached) at the fp32 matmul peak measured
+in this process.
+
+    python bench/throughput.py --data ../shared/data          # about an hour on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+import torch.nn.functional as F
+from transformers import get_linear_schedule_with_warmup
+
+from bequest.config import ObjectivesConfig, RuntimeConfig, TrainConfig, load_config
+from bequest.data.features import model_inputs, training_batches
+from bequest.data.task_data import TaskData
+from bequest.eval.evaluate import evaluate
+from bequest.eval.predict import predict
+from bequest.init.layers import init_student
+from bequest.objectives import losses
+from bequest.objectives.logits import kd_loss, task_loss
+from bequest.objectives.terms import build_terms
+from bequest.pipeline import check_inputs, make_accelerator
+from bequest.train.distiller import Distiller
+from bequest.train.loop import train
+from bequest.train.teacher import prepare_teacher
+from bequest.train.teacher_outputs import cache_teacher_outputs, teacher_reads
+
+ROOT = Path(__file__).resolve().parents[1]
+ALPHA, TEMPERATURE, LR, BATCH = 0.5, 2.0, 1e-4, 32
+INTERMEDIATE = {"kd": {"alpha": ALPHA, "temperature": TEMPERATURE}, "hidden": {}, "attention_kl": {}}
+
+
+# ------------------------------------------------------------------ measuring
+
+
+class PeakMemory:
+    """Peak resident memory of this process while the block runs, sampled every 5 ms."""
+
+    def __enter__(self):
+        self.process, self.peak, self.running = psutil.Process(), 0, True
+        self.start = self.process.memory_info().rss
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def _sample(self):
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def mb(self) -> dict:
+        return {"peak_rss_mb": round(self.peak / 2**20), "added_rss_mb": round((self.peak - self.start) / 2**20)}
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def train_flops(config, lengths: list[int]) -> float:
+    """Forward + backward (3x forward) FLOPs of `config`'s encoder over real tokens only:
+    2 x linear weights per token, plus QK^T and AV (4 x length x width per token and layer)."""
+    width, ffn, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    per_token = 2 * layers * (4 * width * width + 2 * width * ffn)
+    return 3 * sum(n * per_token + 4 * layers * n * n * width for n in lengths)
+
+
+# ------------------------------------------------------------------ the three implementations
+
+
+def decay_groups(model):
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    return [{"params": decay, "weight_decay": 0.01}, {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0}]
+
+
+def random_batches(setup, seed: int, epochs: int) -> list[dict]:
+    """What a DataLoader with shuffling and dynamic padding gives: the order bequest draws from, ungrouped."""
+    data = setup["train"]
+    batches = [data.batch(b, setup["pad"]) for epoch in range(epochs) for b in training_batches(data.lengths, BATCH, seed, epoch, False)]
+    return [{k: v for k, v in batch.items() if k != "index"} for batch in batches]
+
+
+def eager(model):
+    """A copy that returns attention maps (output_attentions needs the eager kernels)."""
+    model = copy.deepcopy(model)
+    model.set_attn_implementation("eager")
+    return model
+
+
+def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = True, precision: str = "fp32",
+                compile: bool = False, cache_mb: float = 2048) -> dict:
+    teacher, data = setup["teacher"], setup["train"]
+    accelerator = make_accelerator(RuntimeConfig(precision=precision, compile=compile))
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, group_by_length=group, checkpoint_every=200)
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        if setting == "finetune":
+            model = copy.deepcopy(setup["pretrained"])
+            started = time.perf_counter()
+            log = train(model, data, lambda m, b: task_loss(m(**model_inputs(b)).logits, b["labels"]), cfg, seed=seed,
+                        pad_token_id=setup["pad"], accelerator=accelerator, checkpoint_dir=Path(scratch), desc="bequest")
+            fill = 0.0
+        else:
+            model, _ = init_student(teacher, "lower", 3, seed)
+            objectives = {"kd": {"alpha": ALPHA, "temperature": TEMPERATURE}} if setting == "kd" else INTERMEDIATE
+            terms = build_terms(ObjectivesConfig.model_validate(objectives), model.config, teacher.config)
+            started = time.perf_counter()
+            soft = torch.from_numpy(predict(teacher, data, 64, setup["pad"], desc="teacher logits"))
+            internals = None
+            if teacher_reads(terms):
+                internals, note = cache_teacher_outputs(teacher, data, teacher_reads(terms), cache_mb, 64, setup["pad"])
+                print(note, file=sys.stderr)
+            fill = time.perf_counter() - started
+            log = train(Distiller(model, terms, teacher, soft, internals), data, lambda m, b: m(b), cfg, seed=seed,
+                        pad_token_id=setup["pad"], accelerator=accelerator, checkpoint_dir=Path(scratch), desc="bequest")
+        total = time.perf_counter() - started
+    return {"train_seconds": log["seconds"], "cache_fill_seconds": fill, "total_seconds": total,
+            "examples": log["examples"], "model": model, **memory.mb}
+
+
+def textbrewer_run(setup, setting: str, seed: int, epochs: int, *, caching_logits: bool = False) -> dict:
+    import textbrewer
+    from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
+
+    batches = random_batches(setup, seed, 1)
+    total_steps = epochs * len(batches)
+    attention = setting == "kd+hidden+attention"
+
+    def adaptor(batch, out):
+        result = {"logits": out.logits, "losses": [out.loss] if out.loss is not None else [],
+                  "inputs_mask": batch["attention_mask"]}
+        if attention:  # log-probabilities are scores whose softmax is the attention map
+            result["hidden"] = out.hidden_states
+            result["attention"] = [torch.log(a.clamp_min(1e-30)) for a in out.attentions]
+        return result
+
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        train_config = TrainingConfig(device="cpu", log_dir=scratch, output_dir=scratch, ckpt_frequency=1)
+        if setting == "finetune":
+            model = copy.deepcopy(setup["pretrained"])
+            runner = textbrewer.BasicTrainer(train_config, model, adaptor)
+        else:
+            model, _ = init_student(setup["teacher"], "lower", 3, seed)
+            teacher = setup["teacher"]
+            matches = None
+            if attention:
+                model, teacher = eager(model), eager(teacher)
+                matches = ([{"layer_T": t, "layer_S": s, "feature": "hidden", "loss": "hidden_mse", "weight": 1} for s, t in setup["hidden_pairs"]]
+                           + [{"layer_T": t, "layer_S": s, "feature": "attention", "loss": "attention_ce", "weight": 1} for s, t in setup["attention_pairs"]])
+            # kd_ce has no T^2 factor: weighting it by alpha*T^2 gives bequest's loss (up to a constant)
+            distill_config = DistillationConfig(temperature=TEMPERATURE, hard_label_weight=1 - ALPHA, kd_loss_type="ce",
+                                                kd_loss_weight=ALPHA * TEMPERATURE**2, intermediate_matches=matches,
+                                                is_caching_logits=caching_logits)
+            runner = GeneralDistiller(train_config, distill_config, teacher, model, adaptor, adaptor)
+        if attention:
+            batches = [b | {"output_hidden_states": True, "output_attentions": True} for b in batches]
+        optimizer = torch.optim.AdamW(decay_groups(model), lr=LR)
+        started = time.perf_counter()
+        with runner:
+            runner.train(optimizer, batches, num_epochs=epochs, max_grad_norm=1.0, scheduler_class=get_linear_schedule_with_warmup,
+                         scheduler_args={"num_warmup_steps": int(0.1 * total_steps), "num_training_steps": total_steps})
+        seconds = time.perf_counter() - started
+    return {"train_seconds": seconds, "cache_fill_seconds": 0.0, "total_seconds": seconds,
+            "examples": epochs * len(setup["train"]), "model": model, **memory.mb}
+
+
+def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
+    """The loop a user writes first: teacher every step, default AdamW, random batches."""
+    batches = random_batches(setup, seed, epochs)
+    attention = setting == "kd+hidden+attention"
+    teacher = eager(setup["teacher"]) if attention else setup["teacher"]
+    if setting == "finetune":
+        model = copy.deepcopy(setup["pretrained"])
+    else:
+        model, _ = init_student(setup["teacher"], "lower", 3, seed)
+        model = eager(model) if attention else model
+    optimizer = torch.optim.AdamW(decay_groups(model), lr=LR)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * len(batches)), len(batches))
+    torch.manual_seed(seed)
+    model.train()
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        for batch in batches:
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            out = model(**inputs, output_hidden_states=attention, output_attentions=attention)
+            if setting == "finetune":
+                loss = task_loss(out.logits, batch["labels"])
+            else:
+                with torch.no_grad():
+                    target = teacher(**inputs, output_hidden_states=attention, output_attentions=attention)
+                loss = kd_loss(out.logits, target.logits, batch["labels"], ALPHA, TEMPERATURE)
+                mask = batch["attention_mask"]
+                for s, t in setup["hidden_pairs"] if attention else ():
+                    loss = loss + losses.hidden_mse(out.hidden_states[s], target.hidden_states[t], mask)
+                for s, t in setup["attention_pairs"] if attention else ():
+                    log_s, log_t = (torch.log(a.clamp_min(1e-30)) for a in (out.attentions[s], target.attentions[t]))
+                    loss = loss + losses.distribution_kl(F.log_softmax(log_s, -1), F.log_softmax(log_t, -1), mask)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+        seconds = time.perf_counter() - started
+    return {"train_seconds": seconds, "cache_fill_seconds": 0.0, "total_seconds": seconds,
+            "examples": epochs * len(setup["train"]), "model": model, **memory.mb}
+
+
+# ------------------------------------------------------------------ the benchmark
+
+
+def setup_run(data_dir: Path, train_examples: int) -> dict:
+    config = load_config(ROOT / "recipes" / "quickstart.yaml",
+                         [("data.dir", str(data_dir / "glue")), ("data.max_train_examples", train_examples)])
+    accelerator = make_accelerator(config.runtime)
+    inputs = check_inputs(config, accelerator)
+    run = inputs.run
+    pretrained = copy.deepcopy(inputs.teacher)
+    teacher, _ = prepare_teacher(config, TaskData(run.task, run.train, run.dev, run.file_hashes), run.tokenizer,
+                                 accelerator, inputs.teacher, inputs.teacher_has_head)
+    teacher = accelerator.unwrap_model(teacher).eval()
+    student, _ = init_student(teacher, "lower", 3, 0)
+    terms = build_terms(ObjectivesConfig.model_validate(INTERMEDIATE), student.config, teacher.config)
+    return {"config": config, "task": run.task, "train": run.train, "dev": run.dev, "pad": run.pad, "teacher": teacher,
+            "pretrained": pretrained, "student_config": student.config,
+            "hidden_pairs": terms["hidden"][1].pairs, "attention_pairs": terms["attention_kl"][1].pairs}
+
+
+VARIANTS = {
+    "kd": [("bequest", {}), ("bequest, random batches", {"group": False}), ("bequest, bf16", {"precision": "bf16"}),
+           ("bequest, torch.compile", {"compile": True}), ("TextBrewer", {}), ("TextBrewer, cached logits", {"caching_logits": True}),
+           ("plain loop", {})],
+    "kd+hidden+attention": [("bequest", {}), ("bequest, teacher every step", {"cache_mb": 0}), ("TextBrewer", {}), ("plain loop", {})],
+    "finetune": [("bequest", {}), ("bequest, bf16", {"precision": "bf16"}), ("TextBrewer", {}), ("plain loop", {})],
+}
+RUNNERS = {"bequest": bequest_run, "TextBrewer": textbrewer_run, "plain loop": plain_run}
+
+
+def measure(setup, setting: str, method: str, options: dict, seed: int, epochs: int, peak: dict) -> dict:
+    runner = RUNNERS[method.split(",")[0]]
+    print(f"== {setting} | {method} | seed {seed}", file=sys.stderr, flush=True)
+    result = runner(setup, setting, seed, epochs, **options)
+    model = result.pop("model")
+    dev = evaluate(model.eval(), setup["task"], setup["dev"], 64, setup["pad"])
+    config = setup["teacher"].config if setting == "finetune" else setup["student_config"]
+    limit_flops = train_flops(config, setup["train"].lengths) * epochs  # the work no implementation can skip
+    ex_per_s = result["examples"] / result["train_seconds"]
+    gflops = peak["bf16" if "bf16" in method else "fp32"]
+    return {
+        "setting": setting, "method": method, "seed": seed, "epochs": epochs, "examples": result["examples"],
+        "batch_size": BATCH, "learning_rate": LR, "max_length": setup["config"].data.max_length,
+        "train_seconds": round(result["train_seconds"], 2), "cache_fill_seconds": round(result["cache_fill_seconds"], 2),
+        "ex_per_s": round(ex_per_s, 1), "end_to_end_ex_per_s": round(result["examples"] / result["total_seconds"], 1),
+        "dev_accuracy": round(dev["accuracy"], 4), "peak_rss_mb": result["peak_rss_mb"], "added_rss_mb": result["added_rss_mb"],
+        "limit_ex_per_s": round(result["examples"] / (limit_flops / (gflops * 1e9)), 1),
+        "fraction_of_limit": round(limit_flops / result["train_seconds"] / (gflops * 1e9), 3),
+        "peak_gflops_used": round(gflops, 1),
+    }
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    table = []
+    for setting in VARIANTS:
+        mine = [r for r in rows if r["setting"] == setting]
+        if not mine:
+            continue
+        textbrewer = [r["ex_per_s"] for r in mine if r["method"] == "TextBrewer"]
+        for method, _ in VARIANTS[setting]:
+            group = [r for r in mine if r["method"] == method]
+            if not group:
+                continue
+            ratio = statistics.mean(r["ex_per_s"] for r in group) / statistics.mean(textbrewer) if textbrewer else None
+
+            def spread(key, digits):
+                values = [r[key] for r in group]
+                mean = statistics.mean(values)
+                return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
+
+            table.append({"setting": setting, "method": method, "runs": len(group), "ex/s": spread("ex_per_s", 1),
+                          "x TextBrewer": f"{ratio:.2f}" if ratio else "-",
+                          "end-to-end ex/s": spread("end_to_end_ex_per_s", 1), "dev accuracy": spread("dev_accuracy", 4),
+                          "peak RSS MB": f"{max(r['peak_rss_mb'] for r in group)}",
+                          "fraction of limit": spread("fraction_of_limit", 3)})
+    return table
+
+
+def write_results(rows, peak, args, seconds, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "throughput.json").write_text(json.dumps(rows, indent=1) + "\n")
+    table = summarise(rows)
+    header = list(table[0])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
+    machine = (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, "
+               f"{torch.get_num_threads()} threads; matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
+    text = f"""# Training throughput: bequest vs TextBrewer vs a plain loop
+
+Command: `python bench/throughput.py {' '.join(args)}`
+Machine: {machine}
+Wall time: {seconds / 60:.1f} min. Mean ± standard deviation over the repetitions (seeds), methods alternating within each.
+
+{chr(10).join(lines)}
+
+- ex/s: examples per second of the training loop; end-to-end adds the one-off teacher passes
+  that fill bequest's logit and teacher-output caches (paid once per dataset, shared by later epochs and runs).
+- fraction of limit: the FLOPs no implementation can skip (the trained model's forward and backward
+  on real tokens; the teacher's outputs can be cached) per second, over the fp32 matmul peak (bf16 rows: the bf16 peak).
+- TextBrewer and the plain loop draw random batches padded to the batch's longest example; bequest groups them by length.
+- Attention objectives in TextBrewer and the plain loop need the models' attention maps, so they run the eager attention kernels.
+"""
+    (out / "throughput.md").write_text(text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--train-examples", type=int, default=8000)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--reps", type=int, nargs=3, default=[3, 2, 2], metavar=("KD", "INTERMEDIATE", "FINETUNE"))
+    parser.add_argument("--settings", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    setup = setup_run(args.data, args.train_examples)
+    peak = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+    print(f"matmul peak: {peak}", file=sys.stderr)
+    rows = []
+    for setting, reps in zip(VARIANTS, args.reps):
+        if setting not in args.settings:
+            continue
+        for rep in range(reps):
+            for method, options in VARIANTS[setting]:
+                rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak))
+                print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+                write_results(rows, peak, sys.argv[1:] if argv is None else argv, time.perf_counter() - started, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""ETD from a recipe: the target shape, the scorer's inputs (batches and the loss), the extraction.
+
+The Taylor scorer needs the training loss of the teacher itself: on a task, its task loss on
+training batches; on a corpus, masked-language modelling through the teacher checkpoint's MLM
+head, or, when the checkpoint has none (as the default teacher), through a head first fitted
+to the frozen teacher for `extract.head_steps` steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bequest.config import ExtractConfig
+from bequest.data.features import model_inputs, training_batches
+from bequest.errors import BequestError
+from bequest.init.extract import Selection, extract, ffn_size, head_size, shares_heads
+from bequest.init.importance import SCORERS, Scores, choose
+from bequest.models.capture import run_captured
+from bequest.objectives.logits import task_loss
+from bequest.objectives.terms import MLM, mlm_head
+
+
+def target_shape(config, spec: ExtractConfig) -> tuple[int, int, int]:
+    """(hidden size, heads, FFN size) of the extracted student, checked against the teacher."""
+    size, width, ffn = head_size(config), config.hidden_size, ffn_size(config)
+    hidden = spec.hidden_size or width
+    if hidden > width or hidden % size:
+        raise BequestError(f"extract.hidden_size {hidden}: the student keeps the teacher's head size {size}, so choose "
+                           f"a multiple of {size} up to the teacher's {width}")
+    heads = hidden // size
+    if spec.num_attention_heads is not None and spec.num_attention_heads != heads:
+        raise BequestError(f"extract.num_attention_heads {spec.num_attention_heads}: with the teacher's head size {size}, "
+                           f"hidden size {hidden} has {heads} heads; set hidden_size {spec.num_attention_heads * size} for "
+                           f"{spec.num_attention_heads} heads")
+    neurons = spec.intermediate_size or round(ffn * hidden / width)
+    if neurons > ffn:
+        raise BequestError(f"extract.intermediate_size {neurons}: the teacher has only {ffn} FFN neurons per layer")
+    return hidden, heads, neurons
+
+
+def check_extract(spec: ExtractConfig, teacher: nn.Module, tokenizer, on_task: bool) -> None:
+    if spec.scorer not in SCORERS:
+        raise BequestError(f"extract.scorer '{spec.scorer}' is unknown: use one of {', '.join(SCORERS)}")
+    target_shape(teacher.config, spec)
+    if spec.scorer == "taylor" and not on_task and tokenizer.mask_token_id is None:
+        raise BequestError("extract.scorer taylor on a corpus scores by masked-language modelling, and the tokenizer "
+                           "has no mask token: use scorer magnitude or random")
+
+
+def _mlm_loss(teacher: nn.Module, source: str, tokenizer, batches: list[dict], steps: int):
+    """The teacher's MLM loss, through its checkpoint's head or one fitted to it (encoder frozen)."""
+    head, decoder, pretrained = mlm_head(teacher.config, teacher.config, source)
+    term = MLM(head, decoder, 0.15, tokenizer.mask_token_id, tokenizer.all_special_ids)
+    term.tie(teacher.get_input_embeddings())
+
+    def loss(model: nn.Module, batch: dict) -> torch.Tensor:
+        inputs = model_inputs(batch)
+        inputs["input_ids"], labels = term.mask(inputs["input_ids"], inputs["attention_mask"])
+        captured = run_captured(model, inputs, hidden=True, attention=False)
+        captured.mlm_labels = labels
+        return term(captured, None, None)
+
+    if not pretrained and steps:
+        embeddings = teacher.get_input_embeddings().weight
+        optimizer = torch.optim.AdamW([p for p in term.parameters() if p is not embeddings], lr=1e-3)
+        frozen = [p for p in teacher.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            for step in range(steps):
+                loss(teacher, batches[step % len(batches)]).backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+    return loss
+
+
+def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, data, on_task: bool, pad_token_id: int,
+                    seed: int, tokenizer=None, teacher_source: str | None = None) -> tuple[nn.Module, Selection, Scores]:
+    """Score the teacher's units, keep the best at the target shape from `layers`, and cut the student out.
+
+    `data` is the run's training data: a task's labelled examples or a corpus's segments; Taylor
+    batches are drawn from it."""
+    hidden, heads, neurons = target_shape(teacher.config, spec)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        order = training_batches(data.lengths, spec.batch_size, seed, 0, group_by_length=False)
+        if spec.scorer == "taylor":
+            count = max(spec.batches, spec.head_steps if not on_task else 0)
+            batches = [data.batch(b, pad_token_id) for b in order[:count]]
+            if on_task:
+                loss_fn = lambda model, batch: task_loss(model(**model_inputs(batch)).logits, batch["labels"])  # noqa: E731
+            else:
+                loss_fn = _mlm_loss(teacher, teacher_source, tokenizer, batches, spec.head_steps)
+            scores = SCORERS["taylor"](teacher, batches=batches[: spec.batches], loss_fn=loss_fn, seed=seed)
+        else:
+            scores = SCORERS[spec.scorer](teacher, seed=seed)
+    selection = choose(scores, layers, hidden, heads, neurons, shares_heads(teacher))
+    return extract(teacher, selection), selection, scores

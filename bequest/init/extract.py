@@ -1,0 +1,157 @@
+"""ETD: a student of smaller depth and width cut out of the teacher's own parameters (Chen et al., 2021).
+
+Every parameter axis is labelled with the space it spans: the hidden dimensions (shared by the
+whole residual stream: embeddings, LayerNorms, every projection's input or output), one layer's
+attention dimensions (whole heads of the teacher's head size), one layer's FFN neurons, or
+nothing (vocabulary, positions, labels). A `Selection` keeps a subset of indices per space, and
+extraction slices every axis of that space with it, so the student is an ordinary model of the
+smaller config. Which indices survive is a scorer's choice (`bequest.init.importance`).
+
+The student keeps the teacher's head size: Hugging Face encoders tie it to hidden_size /
+num_attention_heads, so a narrower hidden size means proportionally fewer heads.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from bequest.errors import BequestError
+from bequest.models.capture import PROJECTIONS
+from bequest.models.loading import layer_list
+
+# Per layer, relative to the layer module: the attention output projection, the FFN's two linears.
+ATTENTION_OUTPUT = ("attention.output.dense", "attention.attn.o", "attention.out_lin")
+FFN_IN = ("intermediate.dense", "ffn.lin1")
+FFN_OUT = ("output.dense", "ffn.lin2")
+SHARED_HEAD_BIAS = "relative_attention_bias"  # MPNet: one position bias (buckets, heads) for all layers
+FFN_SIZE = {"distilbert": "hidden_dim"}  # the config attribute of the FFN width, where not intermediate_size
+
+
+@dataclass(frozen=True)
+class Axis:
+    space: str  # "hidden" | "attention" (dimensions, head by head) | "ffn" | "heads" (head indices)
+    layer: int | None = None
+
+
+@dataclass
+class Selection:
+    """What survives, in teacher indices: `heads` and `ffn` per student layer, sorted."""
+
+    layers: list[int]
+    hidden: list[int]
+    heads: list[list[int]]
+    ffn: list[list[int]]
+
+    def to_json(self) -> dict:
+        return {"layers": self.layers, "hidden": self.hidden, "heads": self.heads, "ffn": self.ffn}
+
+
+def ffn_size(config) -> int:
+    return getattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"))
+
+
+def head_size(config) -> int:
+    return config.hidden_size // config.num_attention_heads
+
+
+def axis_labels(model: nn.Module) -> dict[str, tuple[Axis | None, ...]]:
+    """For each parameter name, the space each of its axes spans (None: an axis never sliced)."""
+    config = model.config
+    width = config.hidden_size
+    hidden = Axis("hidden")
+    prefix, _ = layer_list(model)
+    modules = dict(model.named_modules())
+    roles = {name: "qkv" for triple in PROJECTIONS for name in triple}
+    roles.update({name: "attention_out" for name in ATTENTION_OUTPUT})
+    roles.update({name: "ffn_in" for name in FFN_IN})
+    roles.update({name: "ffn_out" for name in FFN_OUT})
+    labels = {}
+    for name, param in model.named_parameters():
+        module_name, kind = name.rsplit(".", 1)
+        if module_name.startswith(prefix + "."):
+            index, inner = module_name[len(prefix) + 1 :].split(".", 1)
+            attention, ffn = Axis("attention", int(index)), Axis("ffn", int(index))
+            role = roles.get(inner)
+            by_role = {"qkv": (attention, hidden), "attention_out": (hidden, attention),
+                       "ffn_in": (ffn, hidden), "ffn_out": (hidden, ffn)}
+            if role is not None:
+                labels[name] = by_role[role] if kind == "weight" else by_role[role][:1]
+            elif param.ndim == 1 and param.shape[0] == width:  # the layer's LayerNorms
+                labels[name] = (hidden,)
+            else:
+                raise BequestError(f"extraction does not know the parameter {name} of {config.model_type}: "
+                                   "this architecture cannot be extracted in width yet")
+        elif module_name.endswith(SHARED_HEAD_BIAS):
+            labels[name] = (None, Axis("heads"))
+        else:
+            module = modules[module_name]
+            if isinstance(module, nn.Embedding):
+                labels[name] = (None, hidden if param.shape[1] == width else None)
+            else:  # linears, LayerNorms: an axis of the hidden width is the hidden space
+                labels[name] = tuple(hidden if size == width else None for size in param.shape)
+    return labels
+
+
+def _indices(axis: Axis | None, selection: Selection, layer: int | None, config) -> list[int] | None:
+    """The kept indices along `axis` of a parameter of student layer `layer` (None: keep all)."""
+    if axis is None:
+        return None
+    if axis.space == "hidden":
+        return selection.hidden
+    if axis.space == "heads":  # shared across layers: every student layer keeps the same heads
+        return selection.heads[0]
+    if axis.space == "ffn":
+        return selection.ffn[layer]
+    size = head_size(config)
+    return [head * size + d for head in selection.heads[layer] for d in range(size)]
+
+
+def shares_heads(model: nn.Module) -> bool:
+    return any(name.endswith(SHARED_HEAD_BIAS) for name, _ in model.named_modules())
+
+
+def student_config(teacher_config, selection: Selection):
+    config = copy.deepcopy(teacher_config)
+    config.num_hidden_layers = len(selection.layers)
+    config.hidden_size = len(selection.hidden)
+    config.num_attention_heads = len(selection.heads[0])
+    setattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"), len(selection.ffn[0]))
+    return config
+
+
+def extract(teacher: nn.Module, selection: Selection) -> nn.Module:
+    """The teacher's architecture at the selection's shape, every parameter sliced from the teacher's."""
+    config = teacher.config
+    if any(len(heads) * head_size(config) != len(selection.hidden) for heads in selection.heads):
+        raise BequestError(f"an extracted student keeps the teacher's head size ({head_size(config)}): "
+                           f"hidden size {len(selection.hidden)} needs {len(selection.hidden) // head_size(config)} heads per layer")
+    if any(len(set(map(len, group))) != 1 for group in (selection.heads, selection.ffn)):
+        raise BequestError("every student layer must keep as many heads and FFN neurons as the others")
+    if shares_heads(teacher) and len({tuple(h) for h in selection.heads}) > 1:
+        raise BequestError(f"{config.model_type} shares its position bias across layers: every layer must keep the same heads")
+    labels = axis_labels(teacher)
+    student = type(teacher)(student_config(config, selection))
+    teacher_prefix, _ = layer_list(teacher)
+    student_prefix, _ = layer_list(student)
+    teacher_params = dict(teacher.named_parameters())
+    sliced = {}
+    for name, param in student.named_parameters():
+        source, layer = name, None
+        if name.startswith(student_prefix + "."):
+            index, rest = name[len(student_prefix) + 1 :].split(".", 1)
+            layer = int(index)
+            source = f"{teacher_prefix}.{selection.layers[layer]}.{rest}"
+        tensor = teacher_params[source].detach()
+        for dim, axis in enumerate(labels[source]):
+            keep = _indices(axis, selection, layer, config)
+            if keep is not None:
+                tensor = tensor.index_select(dim, torch.tensor(keep))
+        if tensor.shape != param.shape:  # a labelling error, never a user's
+            raise AssertionError(f"{name}: sliced {tuple(tensor.shape)}, expected {tuple(param.shape)}")
+        sliced[name] = tensor.clone()
+    student.load_state_dict(sliced, strict=False)
+    return student
