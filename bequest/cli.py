@@ -77,5 +77,27 @@ def evaluate(
     evaluate_folder(model_dir, task, data_dir, max_length, batch_size, output, overwrite)
 
 
+@app.command()
+@user_errors
+def extract(
+    recipe: Annotated[Path, typer.Argument(help="a recipe whose student has an extract section")],
+    output: Annotated[Path, typer.Option(help="the folder to write the extracted student to")],
+    student: Annotated[str | None, typer.Option(help="which student (default: the first with extract)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the recipe's data.dir, else the hub)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key: --set students.0.extract.hidden_size=192")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+) -> None:
+    """Cut a student out of the teacher in depth and width (ETD) and save it, without distilling it."""
+    from bequest.config import load_config, parse_assignment
+
+    overrides = [parse_assignment(assignment) for assignment in set_ or []]
+    if data_dir is not None:
+        overrides.append(("data.dir", data_dir))
+    config = load_config(recipe, overrides)
+    from bequest.pipeline import extract_recipe_student
+
+    extract_recipe_student(config, student, output, overwrite)
+
+
 def main() -> None:
     app()

@@ -60,6 +60,7 @@ def write_model_card(folder: Path, record: dict) -> None:
 Distilled with bequest {record['bequest_version']} from the teacher `{teacher['model']}` ({origin}).
 
 - Initialisation: {start}
+- Shape: {record['num_layers']} layers, hidden size {record['hidden_size']}
 - Training objectives: {record['objectives']}
 - Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,})
 - Seed: {record['seed']}; maximum sequence length: {record['max_length']}

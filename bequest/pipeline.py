@@ -245,26 +245,53 @@ def stages_text(student: StudentConfig) -> str:
                      else stage.objectives.describe() for n, stage in enumerate(stages, 1))
 
 
-def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tuple[nn.Module, list[int] | None, str]:
-    """The student before training, the teacher layers it copied, and a description of its start."""
+def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tuple[nn.Module, list[int] | None, str, dict | None]:
+    """The student before training, the teacher layers it copied, a description of its start, and
+    for an extracted student what was kept and the scores that chose it."""
     if student.model:
         torch.manual_seed(run.config.seed)  # a new task head starts the same every time
         if run.task:
             model, _ = load_classifier(student.model, run.task.num_labels, **label_maps(run.task))
         else:
             model = load_encoder(student.model)
-        return model, None, f"pretrained {student.model}"
+        return model, None, f"pretrained {student.model}", None
     start = student.init if isinstance(student.init, str) else "explicit"
     if student.extract:
         spec = student.extract
         chosen = select_layers(student.init, student.layers, teacher.config.num_hidden_layers)
         model, selection, scores = extract_student(teacher, chosen, spec, run.train, run.task is not None, run.pad,
                                                    run.config.seed, run.tokenizer, run.config.teacher.model)
-        write_json(run.dir / "logs" / f"{student.name}.extraction.json",
-                   {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()})
-        return model, chosen, f"{start} + ETD width extraction ({spec.scorer})"
+        extraction = {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()}
+        return model, chosen, f"{start} + ETD width extraction ({spec.scorer})", extraction
     model, chosen = init_student(teacher, student.init, student.layers, run.config.seed)
-    return model, chosen, start
+    return model, chosen, start, None
+
+
+def extract_recipe_student(config: RunConfig, name: str | None, output: Path, overwrite: bool) -> None:
+    """`bequest extract`: the recipe's extracted student, before any distillation, as a model folder."""
+    candidates = [s for s in config.students if s.extract and (name is None or s.name == name)]
+    if not candidates:
+        named = f"no student named '{name}' with" if name else "no student has"
+        raise BequestError(f"{named} an extract section in the recipe: add extract: {{hidden_size: ...}} to a student")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise BequestError(f"{output} already exists: choose another --output, or pass --overwrite to replace it")
+    set_seed(config.seed)
+    accelerator = make_accelerator(config.runtime)
+    inputs = check_inputs(config, accelerator)
+    run = inputs.run
+    teacher = inputs.teacher
+    if run.task:  # Taylor scores need the task-trained teacher; fine-tuned once and cached
+        data = TaskData(run.task, run.train, run.dev, run.file_hashes)
+        teacher, _ = prepare_teacher(config, data, run.tokenizer, accelerator, teacher, inputs.teacher_has_head)
+    teacher = accelerator.unwrap_model(teacher).to(accelerator.device).eval()
+    model, _, start, extraction = initial_student(run, candidates[0], teacher)
+    with building_dir(output) as tmp:
+        model.save_pretrained(tmp)
+        run.tokenizer.save_pretrained(tmp)
+        write_json(tmp / "extraction.json", {"teacher": config.teacher.model, "init": start, **extraction})
+    console.print(f"extracted {candidates[0].name} ({count_parameters(model):,} parameters, hidden "
+                  f"{model.config.hidden_size}, {model.config.num_hidden_layers} layers) to {output}")
 
 
 def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_info: dict) -> dict:
@@ -279,7 +306,9 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         console.print(f"[green]{student.name}[/]: already exported in {folder}, reusing it")
         return done
     config = run.config
-    model, chosen, start = initial_student(run, student, teacher)
+    model, chosen, start, extraction = initial_student(run, student, teacher)
+    if extraction is not None:
+        write_json(run.dir / "logs" / f"{student.name}.extraction.json", extraction)
     stages = student.all_stages()
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
@@ -313,7 +342,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
         "name": student.name, "task": config.task, "metrics": list(run.task.metrics) if run.task else [],
-        "num_layers": model.config.num_hidden_layers, "init": start, "layers_from": chosen,
+        "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size, "init": start, "layers_from": chosen,
         "objectives": stages_text(student), "parameters": count_parameters(model), "seed": config.seed,
         "max_length": config.data.max_length if run.task else config.corpus.max_length,
         "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,

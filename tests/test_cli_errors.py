@@ -354,6 +354,10 @@ def _two_students(ctx: Ctx):
     return ["run", ctx.recipe(students=students)], ["deep", "6", "4"]
 
 
+def _extract_without_section(ctx: Ctx):
+    return ["extract", ctx.recipe(), "--output", ctx.dir / "out"], ["no student has an extract section"]
+
+
 STUDENT_CASES = cases(
     "student",
     Case("student-deeper-than-teacher", _with_set("students.0.layers=6", ["6", "4"])),
@@ -361,6 +365,14 @@ STUDENT_CASES = cases(
     Case("init-list-contradicts-layers", _with_set("students.0.init=[0,1,2]", ["students.0", "layers", "3"])),
     # beyond the brief: with several students, the line says which one is wrong
     Case("second-student-too-deep", _two_students),
+    Case("extract-width-not-whole-heads", _with_set("students.0.extract={hidden_size: 20}", ["extract.hidden_size 20", "head size 16", "multiple of 16"])),
+    Case("extract-wider-than-teacher", _with_set("students.0.extract={hidden_size: 64}", ["extract.hidden_size 64", "32"])),
+    Case("extract-heads-contradict-width", _with_set("students.0.extract={hidden_size: 16, num_attention_heads: 2}",
+                                                      ["num_attention_heads 2", "hidden_size 32"])),
+    Case("extract-unknown-scorer", _with_set("students.0.extract={scorer: fisher}", ["extract.scorer 'fisher'", "taylor"])),
+    Case("extract-from-random-init", lambda ctx: (["run", ctx.recipe(), "--set", "students.0.init=random", "--set",
+                                                   "students.0.extract={hidden_size: 16}"], ["extract", "init lower"])),
+    Case("extract-without-extract-section", _extract_without_section),
 )
 
 
