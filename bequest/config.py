@@ -45,6 +45,7 @@ class TrainConfig(_Section):
     group_by_length: bool = True
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (also saved at each epoch end)")
     log_every: int = Field(50, ge=1, description="steps between points of the training-loss curve")
+    eval_every: int | None = Field(None, ge=1, description="also evaluate every this many steps (default: at epoch ends only)")
 
 
 class TeacherFinetuneConfig(TrainConfig):

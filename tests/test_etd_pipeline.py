@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_recipe
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForSequenceClassification
 from typer.testing import CliRunner
@@ -11,8 +12,6 @@ from typer.testing import CliRunner
 from bequest.cli import app
 from bequest.config import load_config
 from bequest.pipeline import run_recipe
-
-from conftest import tiny_recipe
 
 EXTRACT = {"hidden_size": 16, "scorer": "taylor", "batches": 3, "batch_size": 8}
 STUDENT = {"name": "etd", "layers": 2, "init": "stride", "extract": EXTRACT,

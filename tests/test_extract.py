@@ -3,15 +3,28 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.errors import BequestError
-from bequest.init.extract import ATTENTION_OUTPUT, FFN_OUT, Selection, axis_labels, extract, ffn_size, head_size
-from bequest.init.importance import SCORERS, choose, magnitude_scores, random_scores, taylor_scores
+from bequest.init.extract import (
+    ATTENTION_OUTPUT,
+    FFN_OUT,
+    Selection,
+    axis_labels,
+    extract,
+    ffn_size,
+    head_size,
+)
+from bequest.init.importance import (
+    SCORERS,
+    choose,
+    magnitude_scores,
+    random_scores,
+    taylor_scores,
+)
 from bequest.models.loading import layer_list
-
-from conftest import TINY
 
 ARCHITECTURES = ["bert", "roberta", "mpnet", "electra", "distilbert"]
 SHAPE = {**TINY, "hidden_size": 48, "num_attention_heads": 4, "intermediate_size": 40}  # head size 12

@@ -160,3 +160,25 @@ def test_runtime_precision_and_compile_reach_the_prepared_model():
     if not torch.cuda.is_available():
         with pytest.raises(BequestError, match="fp16 needs a CUDA GPU"):
             make_accelerator(RuntimeConfig(precision="fp16"))
+
+
+def test_eval_every_adds_evaluations_inside_epochs(tmp_path):
+    cfg = TrainConfig(epochs=1, max_steps=13, batch_size=8, learning_rate=1e-3, eval_every=4, checkpoint_every=100)
+    losses, modes = [], []
+
+    def loss_fn(m, b):
+        modes.append(m.training)
+        loss = task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        losses.append(loss.item())
+        return loss
+
+    def evaluate(m):
+        m.eval()
+        return {"score": float(len(losses))}
+
+    log = loop.train(_model(), _data(), loss_fn, cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True),
+                     checkpoint_dir=tmp_path, evaluate=evaluate)
+    assert [(e["epoch"], e["step"], e["score"]) for e in log["evaluations"]] == [(1, 4, 4), (1, 8, 8), (1, 9, 9), (2, 12, 12), (2, 13, 13)]
+    assert log["evaluations"][0]["train_loss"] == pytest.approx(sum(losses[:4]) / 4)
+    assert log["evaluations"][3]["train_loss"] == pytest.approx(sum(losses[9:12]) / 3)
+    assert all(modes)  # training resumes in training mode after each evaluation

@@ -90,7 +90,7 @@ def train(
     desc: str = "training",
 ) -> list[dict]:
     """Train `model` in place; return its log: `evaluations` (train loss and evaluation metrics at
-    each epoch end, and at `max_steps`), `curve` (mean train loss every `log_every` steps), and the
+    each epoch end, at `max_steps`, and every `eval_every` steps), `curve` (mean train loss every `log_every` steps), and the
     `seconds` and `examples` this call trained (not counting a resumed run's earlier part).
 
     If `checkpoint_dir` holds a checkpoint, training continues from it.
@@ -139,9 +139,16 @@ def train(
             state["batch"] += 1
             examples += len(batch["index"])
             progress.update(1)
-            checkpoint = state["step"] % cfg.checkpoint_every == 0 and state["batch"] < len(batches) and state["step"] < total_steps
-            if state["step"] % cfg.log_every == 0 or checkpoint:
+            inside = state["batch"] < len(batches) and state["step"] < total_steps  # not the epoch's or run's last step
+            checkpoint = state["step"] % cfg.checkpoint_every == 0 and inside
+            evaluation = evaluate is not None and cfg.eval_every and state["step"] % cfg.eval_every == 0 and inside
+            if state["step"] % cfg.log_every == 0 or checkpoint or evaluation:
                 flush()
+            if evaluation:
+                record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
+                          **evaluate(model)}
+                state["evaluations"] = state["evaluations"] + [record]
+                model.train()
             if state["step"] % cfg.log_every == 0:
                 state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
                 state["window_sum"] = 0.0
