@@ -47,9 +47,10 @@ from bequest.init.layers import init_student
 from bequest.objectives import losses
 from bequest.objectives.logits import kd_loss, task_loss
 from bequest.objectives.terms import build_terms
-from bequest.pipeline import check_inputs, make_accelerator
+from bequest.pipeline import check_inputs
 from bequest.train.distiller import Distiller
 from bequest.train.loop import train
+from bequest.train.runtime import make_accelerator, resolved_precision
 from bequest.train.teacher import prepare_teacher
 from bequest.train.teacher_outputs import cache_teacher_outputs, teacher_reads
 
@@ -127,11 +128,11 @@ def eager(model):
     return model
 
 
-def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = True, precision: str = "fp32",
+def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = True, precision: str = "auto",
                 compile: bool = False, cache_mb: float = 2048) -> dict:
     teacher, data = setup["teacher"], setup["train"]
     accelerator = make_accelerator(RuntimeConfig(precision=precision, compile=compile))
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, group_by_length=group, checkpoint_every=200)
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, group_by_length=group)  # bequest's defaults otherwise
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         if setting == "finetune":
             model = copy.deepcopy(setup["pretrained"])
@@ -157,7 +158,7 @@ def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = Tr
             "examples": log["examples"], "model": model, **memory.mb}
 
 
-def textbrewer_run(setup, setting: str, seed: int, epochs: int, *, caching_logits: bool = False) -> dict:
+def textbrewer_run(setup, setting: str, seed: int, epochs: int) -> dict:
     import textbrewer
     from textbrewer import DistillationConfig, GeneralDistiller, TrainingConfig
 
@@ -188,8 +189,7 @@ def textbrewer_run(setup, setting: str, seed: int, epochs: int, *, caching_logit
                            + [{"layer_T": t, "layer_S": s, "feature": "attention", "loss": "attention_ce", "weight": 1} for s, t in setup["attention_pairs"]])
             # kd_ce has no T^2 factor: weighting it by alpha*T^2 gives bequest's loss (up to a constant)
             distill_config = DistillationConfig(temperature=TEMPERATURE, hard_label_weight=1 - ALPHA, kd_loss_type="ce",
-                                                kd_loss_weight=ALPHA * TEMPERATURE**2, intermediate_matches=matches,
-                                                is_caching_logits=caching_logits)
+                                                kd_loss_weight=ALPHA * TEMPERATURE**2, intermediate_matches=matches)
             runner = GeneralDistiller(train_config, distill_config, teacher, model, adaptor, adaptor)
         if attention:
             batches = [b | {"output_hidden_states": True, "output_attentions": True} for b in batches]
@@ -264,12 +264,13 @@ def setup_run(data_dir: Path, train_examples: int) -> dict:
             "hidden_pairs": terms["hidden"][1].pairs, "attention_pairs": terms["attention_kl"][1].pairs}
 
 
+FP32 = {"precision": "fp32"}
 VARIANTS = {
-    "kd": [("bequest", {}), ("bequest, random batches", {"group": False}), ("bequest, bf16", {"precision": "bf16"}),
-           ("bequest, torch.compile", {"compile": True}), ("TextBrewer", {}), ("TextBrewer, cached logits", {"caching_logits": True}),
-           ("plain loop", {})],
-    "kd+hidden+attention": [("bequest", {}), ("bequest, teacher every step", {"cache_mb": 0}), ("TextBrewer", {}), ("plain loop", {})],
-    "finetune": [("bequest", {}), ("bequest, bf16", {"precision": "bf16"}), ("TextBrewer", {}), ("plain loop", {})],
+    "kd": [("bequest", {}), ("bequest, fp32", FP32), ("bequest, fp32, random batches", {**FP32, "group": False}),
+           ("bequest, fp32, torch.compile", {**FP32, "compile": True}), ("TextBrewer", {}), ("plain loop", {})],
+    "kd+hidden+attention": [("bequest", {}), ("bequest, fp32", FP32), ("bequest, fp32, teacher every step", {**FP32, "cache_mb": 0}),
+                            ("TextBrewer", {}), ("plain loop", {})],
+    "finetune": [("bequest", {}), ("bequest, fp32", FP32), ("TextBrewer", {}), ("plain loop", {})],
 }
 RUNNERS = {"bequest": bequest_run, "TextBrewer": textbrewer_run, "plain loop": plain_run}
 
@@ -283,9 +284,10 @@ def measure(setup, setting: str, method: str, options: dict, seed: int, epochs: 
     config = setup["teacher"].config if setting == "finetune" else setup["student_config"]
     limit_flops = train_flops(config, setup["train"].lengths) * epochs  # the work no implementation can skip
     ex_per_s = result["examples"] / result["train_seconds"]
-    gflops = peak["bf16" if "bf16" in method else "fp32"]
+    precision = resolved_precision(RuntimeConfig(precision=options.get("precision", "auto"))) if runner is bequest_run else "fp32"
+    gflops = peak[precision]
     return {
-        "setting": setting, "method": method, "seed": seed, "epochs": epochs, "examples": result["examples"],
+        "setting": setting, "method": method, "precision": precision, "seed": seed, "epochs": epochs, "examples": result["examples"],
         "batch_size": BATCH, "learning_rate": LR, "max_length": setup["config"].data.max_length,
         "train_seconds": round(result["train_seconds"], 2), "cache_fill_seconds": round(result["cache_fill_seconds"], 2),
         "ex_per_s": round(ex_per_s, 1), "end_to_end_ex_per_s": round(result["examples"] / result["total_seconds"], 1),
@@ -314,7 +316,7 @@ def summarise(rows: list[dict]) -> list[dict]:
                 mean = statistics.mean(values)
                 return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
-            table.append({"setting": setting, "method": method, "runs": len(group), "ex/s": spread("ex_per_s", 1),
+            table.append({"setting": setting, "method": method, "precision": group[0]["precision"], "runs": len(group), "ex/s": spread("ex_per_s", 1),
                           "x TextBrewer": f"{ratio:.2f}" if ratio else "-",
                           "end-to-end ex/s": spread("end_to_end_ex_per_s", 1), "dev accuracy": spread("dev_accuracy", 4),
                           "peak RSS MB": f"{max(r['peak_rss_mb'] for r in group)}",
@@ -342,7 +344,8 @@ Wall time: {seconds / 60:.1f} min. Mean ± standard deviation over the repetitio
 - ex/s: examples per second of the training loop; end-to-end adds the one-off teacher passes
   that fill bequest's logit and teacher-output caches (paid once per dataset, shared by later epochs and runs).
 - fraction of limit: the FLOPs no implementation can skip (the trained model's forward and backward
-  on real tokens; the teacher's outputs can be cached) per second, over the fp32 matmul peak (bf16 rows: the bf16 peak).
+  on real tokens; the teacher's outputs can be cached) per second, over the matmul peak of the row's precision.
+- bequest's rows without "fp32" run its defaults: `runtime.precision: auto` resolves to bf16 on this CPU (AMX).
 - TextBrewer and the plain loop draw random batches padded to the batch's longest example; bequest groups them by length.
 - Attention objectives in TextBrewer and the plain loop need the models' attention maps, so they run the eager attention kernels.
 """
@@ -354,7 +357,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--train-examples", type=int, default=8000)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--reps", type=int, nargs=3, default=[3, 2, 2], metavar=("KD", "INTERMEDIATE", "FINETUNE"))
+    parser.add_argument("--reps", type=int, nargs=3, default=[3, 2, 1], metavar=("KD", "INTERMEDIATE", "FINETUNE"))
     parser.add_argument("--settings", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)

@@ -36,6 +36,16 @@ def user_errors(command):
     return wrapper
 
 
+def _recipe(path: Path, assignments: list[str] | None, options: dict[str, str | None]):
+    """The validated recipe with `--set` overrides, then the command's own options (when given).
+    A bad recipe fails here, before torch is even imported."""
+    from bequest.config import load_config, parse_assignment
+
+    overrides = [parse_assignment(assignment) for assignment in assignments or []]
+    overrides += [(key, value) for key, value in options.items() if value is not None]
+    return load_config(path, overrides)
+
+
 @app.command()
 @user_errors
 def run(
@@ -47,14 +57,7 @@ def run(
     overwrite: Annotated[bool, typer.Option(help="delete an existing run directory and start again")] = False,
 ) -> None:
     """Run a recipe: fine-tune the teacher if needed, distil the students, evaluate, export."""
-    from bequest.config import load_config, parse_assignment
-
-    overrides = [parse_assignment(assignment) for assignment in set_ or []]
-    if data_dir is not None:
-        overrides.append(("data.dir", data_dir))
-    if output_dir is not None:
-        overrides.append(("output_dir", output_dir))
-    config = load_config(recipe, overrides)  # a bad recipe fails here, before torch is even imported
+    config = _recipe(recipe, set_, {"data.dir": data_dir, "output_dir": output_dir})
     from bequest.pipeline import run_recipe
 
     run_recipe(config, resume=resume, overwrite=overwrite)
@@ -88,12 +91,7 @@ def extract(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ) -> None:
     """Cut a student out of the teacher in depth and width (ETD) and save it, without distilling it."""
-    from bequest.config import load_config, parse_assignment
-
-    overrides = [parse_assignment(assignment) for assignment in set_ or []]
-    if data_dir is not None:
-        overrides.append(("data.dir", data_dir))
-    config = load_config(recipe, overrides)
+    config = _recipe(recipe, set_, {"data.dir": data_dir})
     from bequest.pipeline import extract_recipe_student
 
     extract_recipe_student(config, student, output, overwrite)

@@ -43,7 +43,7 @@ class TrainConfig(_Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     group_by_length: bool = True
-    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints (also saved at each epoch end)")
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also saved at each epoch end)")
     log_every: int = Field(50, ge=1, description="steps between points of the training-loss curve")
     eval_every: int | None = Field(None, ge=1, description="also evaluate every this many steps (default: at epoch ends only)")
 
@@ -248,8 +248,9 @@ class EvalConfig(_Section):
 class RuntimeConfig(_Section):
     """How fast, not what: none of these change the method, only its numerics at most (precision)."""
 
-    precision: Literal["fp32", "bf16", "fp16"] = Field(
-        "fp32", description="autocast the training forward passes to bf16/fp16 (fp16 needs a CUDA GPU)")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="autocast of the training forward passes; auto: bf16 where the device computes it "
+        "natively (CUDA GPUs with bf16, CPUs with AMX or AVX512-BF16), else fp32; fp16 needs a CUDA GPU")
     compile: bool = Field(False, description="torch.compile the models being trained (measured slower on a 2-core CPU)")
     teacher_cache_mb: float = Field(
         2048, ge=0, description="memory for the teacher's hidden states/Q/K/V cached as fp16; above it the teacher runs every step")

@@ -20,15 +20,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
-from accelerate.utils import TorchDynamoPlugin
 from rich.console import Console
 from rich.table import Table
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, set_seed
 
 from bequest import __version__
-from bequest.config import RunConfig, RuntimeConfig, StudentConfig, dump_config
+from bequest.config import RunConfig, StudentConfig, dump_config
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import Encoded, inference_batches
 from bequest.data.task_data import TaskData, load_task_data, subsample
@@ -52,6 +50,7 @@ from bequest.models.loading import (
 from bequest.objectives.terms import build_terms
 from bequest.train.distiller import Distiller
 from bequest.train.loop import train
+from bequest.train.runtime import make_accelerator, resolved_precision
 from bequest.train.teacher import (
     cache_root,
     label_maps,
@@ -184,16 +183,6 @@ def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str,
             projections(teacher)  # refuses architectures whose attention we cannot read
 
 
-def make_accelerator(runtime: RuntimeConfig) -> Accelerator:
-    if runtime.precision == "fp16" and not torch.cuda.is_available():
-        raise BequestError("runtime.precision fp16 needs a CUDA GPU: use bf16 (CPUs with AVX512-BF16/AMX run it fast) or fp32")
-    plugin = TorchDynamoPlugin(backend="inductor", dynamic=True) if runtime.compile else None
-    # accelerate keeps precision and compilation per process; one process may run several recipes
-    # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
-    AcceleratorState._reset_state()
-    return Accelerator(mixed_precision="no" if runtime.precision == "fp32" else runtime.precision, dynamo_plugin=plugin)
-
-
 def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
     tokenizer_name = config.teacher.tokenizer or config.teacher.model
@@ -228,6 +217,7 @@ def environment(run: Run) -> dict:
         "platform": platform.platform(),
         "packages": {name: version(name) for name in packages},
         "torch_threads": torch.get_num_threads(),
+        "precision": resolved_precision(run.config.runtime),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "seed": run.config.seed,
         "command": sys.argv,

@@ -145,7 +145,7 @@ def test_the_fused_optimiser_takes_the_reference_adamw_steps(tmp_path):
 def test_runtime_precision_and_compile_reach_the_prepared_model():
     from bequest.config import RuntimeConfig
     from bequest.errors import BequestError
-    from bequest.pipeline import make_accelerator
+    from bequest.train.runtime import make_accelerator
 
     def computed_dtype(precision):
         model, seen = torch.nn.Sequential(torch.nn.Linear(4, 4)), []  # outputs return as fp32: look inside

@@ -59,7 +59,8 @@ def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, st
         return
     with building_dir(final) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+        if optimizer is not None:  # None once training is over: nothing will step again
+            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
         save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
         write_json(tmp / "state.json", state)
     for old in directory.glob("checkpoint-*"):
@@ -69,9 +70,10 @@ def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, st
 
 def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> dict:
     load_model(model, str(path / "model.safetensors"))
-    saved = torch.load(path / "optimizer.pt", weights_only=True)  # our own file; weights_only never runs code
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
+    if (path / "optimizer.pt").is_file():
+        saved = torch.load(path / "optimizer.pt", weights_only=True)  # our own file; weights_only never runs code
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
     return json.loads((path / "state.json").read_text())
 
@@ -162,7 +164,8 @@ def train(
             record.update(evaluate(model))
         progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
-        _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
+        finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
+        _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state)
     progress.close()
     return {"evaluations": state["evaluations"], "curve": state["curve"],
             "seconds": time.perf_counter() - started, "examples": examples}

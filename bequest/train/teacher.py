@@ -29,6 +29,7 @@ from bequest.io import building_dir, replacing, write_json
 from bequest.models.loading import load_classifier, weights_fingerprint
 from bequest.objectives.logits import task_loss
 from bequest.train.loop import train
+from bequest.train.runtime import resolved_precision
 
 
 def cache_root(config: RunConfig) -> Path:
@@ -58,7 +59,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
         return model, {"model": config.teacher.model, "finetuned_by_bequest": False}
 
     key = _key(__version__, weights_fingerprint(model), task.name, data.train.fingerprint(), settings.model_dump(), config.seed,
-               config.runtime.precision)
+               resolved_precision(config.runtime))
     folder = cache_root(config) / "teachers" / f"{task.name}-{key}"
     record = {"model": config.teacher.model, "finetuned_by_bequest": True, "path": str(folder)}
     if (folder / "bequest_teacher.json").is_file():

@@ -1,0 +1,35 @@
+"""How fast, not what: mixed precision and compilation, through accelerate."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import TorchDynamoPlugin
+
+from bequest.config import RuntimeConfig
+from bequest.errors import BequestError
+
+
+def native_bf16() -> bool:
+    """Whether this machine computes bf16 matmuls in hardware (else bf16 would be emulated, and slow)."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+
+
+def resolved_precision(runtime: RuntimeConfig) -> str:
+    if runtime.precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    return runtime.precision
+
+
+def make_accelerator(runtime: RuntimeConfig) -> Accelerator:
+    precision = resolved_precision(runtime)
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise BequestError("runtime.precision fp16 needs a CUDA GPU: use bf16 (CPUs with AVX512-BF16/AMX run it fast) or fp32")
+    plugin = TorchDynamoPlugin(backend="inductor", dynamic=True) if runtime.compile else None
+    # accelerate keeps precision and compilation per process; one process may run several recipes
+    # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
+    AcceleratorState._reset_state()
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, dynamo_plugin=plugin)
