@@ -256,7 +256,7 @@ def setup_run(data_dir: Path, train_examples: int) -> dict:
     pretrained = copy.deepcopy(inputs.teacher)
     teacher, _ = prepare_teacher(config, TaskData(run.task, run.train, run.dev, run.file_hashes), run.tokenizer,
                                  accelerator, inputs.teacher, inputs.teacher_has_head)
-    teacher = accelerator.unwrap_model(teacher).eval()
+    teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).eval()
     student, _ = init_student(teacher, "lower", 3, 0)
     terms = build_terms(ObjectivesConfig.model_validate(INTERMEDIATE), student.config, teacher.config)
     return {"config": config, "task": run.task, "train": run.train, "dev": run.dev, "pad": run.pad, "teacher": teacher,

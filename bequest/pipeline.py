@@ -274,7 +274,7 @@ def extract_recipe_student(config: RunConfig, name: str | None, output: Path, ov
     if run.task:  # Taylor scores need the task-trained teacher; fine-tuned once and cached
         data = TaskData(run.task, run.train, run.dev, run.file_hashes)
         teacher, _ = prepare_teacher(config, data, run.tokenizer, accelerator, teacher, inputs.teacher_has_head)
-    teacher = accelerator.unwrap_model(teacher).to(accelerator.device).eval()
+    teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).to(accelerator.device).eval()
     model, _, start, extraction = initial_student(run, candidates[0], teacher)
     with building_dir(output) as tmp:
         model.save_pretrained(tmp)
@@ -390,7 +390,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
         teacher, teacher_info = prepare_teacher(config, data, run.tokenizer, accelerator, inputs.teacher, inputs.teacher_has_head)
     else:
         teacher, teacher_info = inputs.teacher, {"model": config.teacher.model, "finetuned_by_bequest": False}
-    teacher = accelerator.unwrap_model(teacher).to(accelerator.device).eval()
+    teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).to(accelerator.device).eval()
     if "history" in teacher_info:
         write_json(run.dir / "logs" / "teacher.json", teacher_info.pop("history"))
     teacher_info.update(parameters=count_parameters(teacher), num_layers=teacher.config.num_hidden_layers,
