@@ -79,7 +79,9 @@ def starting_student(teacher, start: str, args, segments, tokenizer):
 
 def finetune(encoder, task, data, pad: int, args, accelerator) -> float:
     torch.manual_seed(args.seed)
-    model = AutoModelForSequenceClassification.from_config(copy.deepcopy(encoder.config), num_labels=task.num_labels)
+    config = copy.deepcopy(encoder.config)
+    config.num_labels = task.num_labels
+    model = AutoModelForSequenceClassification.from_config(config)
     model.base_model.load_state_dict(encoder.state_dict())
     cfg = TrainConfig(epochs=args.ft_epochs, batch_size=32, learning_rate=args.ft_lr, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory() as scratch:

@@ -97,5 +97,19 @@ def extract(
     extract_recipe_student(config, student, output, overwrite)
 
 
+@app.command()
+@user_errors
+def merge(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory of a WID student that has not finished")],
+    output: Annotated[Path, typer.Option(help="the folder to write the merged student to")],
+    student: Annotated[str | None, typer.Option(help="which student (default: the first with wid)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
+) -> None:
+    """Merge a WID student's latest checkpoint (compactors and masks) into a dense model folder."""
+    from bequest.pipeline import merge_wid_checkpoint
+
+    merge_wid_checkpoint(run_dir, student, output, overwrite)
+
+
 def main() -> None:
     app()

@@ -174,12 +174,26 @@ class ExtractConfig(_Section):
     head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
 
 
+class WIDConfig(_Section):
+    """WID: the student is the teacher itself (at the chosen depth) with every linear wrapped in
+    left and right compactors; the compactors learn which rows and columns to drop, and the
+    model is merged into a dense one of the target shape when training ends."""
+
+    hidden_size: int = Field(..., ge=1, description="target hidden size (the attention is as wide, as in every HF encoder)")
+    intermediate_size: int | None = Field(None, ge=1, description="target FFN size; default: the teacher's, scaled like the hidden size")
+    strategy: Literal["dim", "head"] = Field("dim", description="dim: every head keeps fewer dimensions; head: fewer whole heads")
+    w_step: int = Field(50, ge=1, description="steps between mask updates; the target shape is reached after 16 updates")
+    l2_lambda: float = Field(20.0, ge=0, description="strength of the pull to zero on marked rows and columns")
+    compactor_learning_rate: float = Field(1e-3, gt=0, description="the compactors' own learning rate (train.learning_rate is the inherited weights')")
+
+
 class StudentConfig(_Section):
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
     init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = "lower"
     extract: ExtractConfig | None = Field(None, description="ETD: also narrow the student, keeping the teacher units a scorer ranks highest")
+    wid: WIDConfig | None = Field(None, description="WID: also narrow the student by training compactors on the teacher's weights, then merging")
     objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
     train: TrainConfig = TrainConfig(learning_rate=1e-4)
     stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
@@ -189,11 +203,14 @@ class StudentConfig(_Section):
         if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
             raise ValueError("give either stages or objectives/train, not both")
         if self.model is not None:
-            if {"layers", "init", "extract"} & self.model_fields_set:
-                raise ValueError("a student given by model starts from that model: drop layers, init and extract")
+            if {"layers", "init", "extract", "wid"} & self.model_fields_set:
+                raise ValueError("a student given by model starts from that model: drop layers, init, extract and wid")
             return self
-        if self.extract is not None and self.init == "random":
-            raise ValueError("extract cuts the student out of the teacher: choose init lower, upper, uniform, stride or a layer list")
+        if self.extract is not None and self.wid is not None:
+            raise ValueError("extract (ETD) and wid narrow the student in two different ways: choose one")
+        for method in ("extract", "wid"):
+            if getattr(self, method) is not None and self.init == "random":
+                raise ValueError(f"{method} starts from the teacher's weights: choose init lower, upper, uniform, stride or a layer list")
         if isinstance(self.init, list):
             if not self.init:
                 raise ValueError("init: an explicit layer list must not be empty")

@@ -9,6 +9,7 @@ student from its last checkpoint.
 from __future__ import annotations
 
 import copy
+import math
 import platform
 import shutil
 import sys
@@ -22,13 +23,15 @@ import torch
 from accelerate import Accelerator
 from rich.console import Console
 from rich.table import Table
+from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoModel, AutoModelForSequenceClassification, set_seed
 
 from bequest import __version__
 from bequest.config import RunConfig, StudentConfig, dump_config
+from bequest.config import load_config as load_recipe
 from bequest.data.corpus import Segments, load_segments, split_segments
-from bequest.data.features import Encoded, inference_batches
+from bequest.data.features import Encoded, inference_batches, model_inputs
 from bequest.data.task_data import TaskData, load_task_data, subsample
 from bequest.data.tasks import TaskSpec, get_task
 from bequest.errors import BequestError
@@ -36,8 +39,9 @@ from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
 from bequest.init.etd import check_extract, extract_student, target_shape
-from bequest.init.extract import FFN_SIZE
+from bequest.init.extract import FFN_SIZE, axis_labels
 from bequest.init.layers import init_student, select_layers
+from bequest.init.wid import UPDATES, Compacting, wid_shape
 from bequest.io import building_dir, write_json, write_text
 from bequest.models.capture import projections
 from bequest.models.loading import (
@@ -49,7 +53,7 @@ from bequest.models.loading import (
 )
 from bequest.objectives.terms import build_terms
 from bequest.train.distiller import Distiller
-from bequest.train.loop import train
+from bequest.train.loop import latest_checkpoint, train
 from bequest.train.runtime import make_accelerator, resolved_precision
 from bequest.train.teacher import (
     cache_root,
@@ -177,6 +181,9 @@ def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str,
         select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
     if student.extract:
         check_extract(student.extract, teacher, tokenizer, on_task)
+    if student.wid:
+        wid_shape(teacher.config, student.wid)
+        axis_labels(teacher)  # refuses architectures whose parameters we cannot label
     for stage in student.all_stages():
         terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name)
         if any(term.attention for _, term in terms.values()):
@@ -206,7 +213,23 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         segments, hashes = load_segments(corpus, tokenizer, corpus.max_length, cache_root(config))
         train_part, heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, config.seed)
         run = Run(config, tokenizer, accelerator, train_part, hashes, heldout=heldout)
+    for number, student in enumerate(config.students):
+        if student.wid:
+            check_wid_schedule(student, len(run.train), f"students.{number} ({student.name})")
     return Inputs(run, teacher, has_head)
+
+
+def check_wid_schedule(student: StudentConfig, examples: int, where: str) -> None:
+    """Refuse a WID student whose training ends before its 16 mask updates reach the target shape."""
+    steps = 0
+    for stage in student.all_stages():
+        size = min(examples, stage.data.max_examples or examples)
+        steps += stage.train.max_steps or stage.train.epochs * math.ceil(size / stage.train.batch_size)
+    needed = UPDATES * student.wid.w_step
+    if steps < needed:
+        raise BequestError(f"{where}: WID reaches its target shape after 16 mask updates of wid.w_step={student.wid.w_step} "
+                           f"steps ({needed} steps), but the student trains for {steps}: set wid.w_step to at most "
+                           f"{steps // UPDATES}, or train longer")
 
 
 def environment(run: Run) -> dict:
@@ -254,6 +277,10 @@ def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tup
         extraction = {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()}
         return model, chosen, f"{start} + ETD width extraction ({spec.scorer})", extraction
     model, chosen = init_student(teacher, student.init, student.layers, run.config.seed)
+    if student.wid:  # trained wrapped in compactors, merged to the target width at the end
+        spec = student.wid
+        model = Compacting(model, spec, mask_log=run.dir / "logs" / f"{student.name}.wid_masks.jsonl")
+        return model, chosen, f"{start} + WID compactors ({spec.strategy}-wise, to hidden {spec.hidden_size})", None
     return model, chosen, start, None
 
 
@@ -282,6 +309,43 @@ def extract_recipe_student(config: RunConfig, name: str | None, output: Path, ov
         write_json(tmp / "extraction.json", {"teacher": config.teacher.model, "init": start, **extraction})
     console.print(f"extracted {candidates[0].name} ({count_parameters(model):,} parameters, hidden "
                   f"{model.config.hidden_size}, {model.config.num_hidden_layers} layers) to {output}")
+
+
+def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrite: bool) -> None:
+    """`bequest merge`: the latest checkpoint of a WID student (of a killed or still running run),
+    merged at the masks it holds into a model folder."""
+    run_dir, output = Path(run_dir), Path(output)
+    if not (run_dir / RECIPE_FILE).is_file():
+        raise BequestError(f"{run_dir} is not a bequest run directory (no {RECIPE_FILE})")
+    config = load_recipe(run_dir / RECIPE_FILE)
+    candidates = [s for s in config.students if s.wid and (name is None or s.name == name)]
+    if not candidates:
+        raise BequestError(f"{'no student named ' + repr(name) + ' with' if name else 'no student has'} a wid section in {run_dir / RECIPE_FILE}")
+    student = candidates[0]
+    stages = sorted((run_dir / "checkpoints" / student.name).glob("stage-*"), key=lambda p: int(p.name.split("-")[1]))
+    checkpoint = latest_checkpoint(stages[-1]) if stages else None
+    if checkpoint is None:
+        raise BequestError(f"{student.name} has no checkpoint in {run_dir / 'checkpoints'}: none saved yet, or the student "
+                           f"finished and its merged model is {run_dir / student.name}")
+    if output.exists() and not overwrite:
+        raise BequestError(f"{output} already exists: choose another --output, or pass --overwrite to replace it")
+    shape = copy.deepcopy(load_config(config.teacher.model))
+    shape.num_hidden_layers = student.layers
+    if config.task:
+        task = get_task(config.task)
+        shape.update({"num_labels": task.num_labels, **label_maps(task)})
+    model = (AutoModelForSequenceClassification if config.task else AutoModel).from_config(shape)
+    wrapped = Compacting(model, student.wid)
+    saved = load_file(str(checkpoint / "model.safetensors"))
+    wrapped.load_state_dict({key.removeprefix("student."): value for key, value in saved.items() if key.startswith("student.")})
+    merged = wrapped.merge()
+    tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, shape, config.teacher.model)
+    with building_dir(output) as tmp:
+        merged.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / "wid.json", {"checkpoint": str(checkpoint), "step": int(wrapped.step), "kept": wrapped.selection().to_json()})
+    console.print(f"merged {student.name} at step {int(wrapped.step)} (hidden {merged.config.hidden_size}, "
+                  f"{count_parameters(merged):,} parameters) to {output}")
 
 
 def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_info: dict) -> dict:
@@ -328,6 +392,12 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         history += [{"stage": number, **row} for row in log["evaluations"]]
         curve += [{"stage": number, **row} for row in log["curve"]]
         seconds, examples = seconds + log["seconds"], examples + log["examples"]
+    merge_error = None
+    if isinstance(model, Compacting):
+        wrapped, model = model, model.merge()
+        merge_error = largest_difference(wrapped, model, next(iter(run.dev.values())) if run.dev else run.heldout, run)
+        console.print(f"{student.name}: compactors merged into a dense model of hidden size {model.config.hidden_size} "
+                      f"(largest output difference from the wrapped model on a batch: {merge_error:.2g})")
     write_json(run.dir / "logs" / f"{student.name}.json", history)
     write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
@@ -336,7 +406,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         "objectives": stages_text(student), "parameters": count_parameters(model), "seed": config.seed,
         "max_length": config.data.max_length if run.task else config.corpus.max_length,
         "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,
-        "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
+        "wid_merge_error": merge_error, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
     with building_dir(folder) as tmp:
@@ -352,6 +422,16 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     if (run.dir / "checkpoints").is_dir() and not any((run.dir / "checkpoints").iterdir()):
         (run.dir / "checkpoints").rmdir()
     return {k: v for k, v in record.items() if k != "recipe"}
+
+
+@torch.no_grad()
+def largest_difference(first: nn.Module, second: nn.Module, data: Encoded | Segments, run: Run) -> float:
+    """Max |difference| of two models' outputs (logits, else last hidden states) on the longest batch of `data`."""
+    inputs = model_inputs(data.batch(inference_batches(data.lengths, run.config.eval.batch_size)[0], run.pad))
+    inputs = {k: v.to(run.accelerator.device) for k, v in inputs.items()}
+    outputs = [model.eval()(**inputs) for model in (first, second)]
+    name = "logits" if getattr(outputs[0], "logits", None) is not None else "last_hidden_state"
+    return (getattr(outputs[0], name).float() - getattr(outputs[1], name).float()).abs().max().item()
 
 
 def print_table(results: dict) -> None:

@@ -373,6 +373,10 @@ STUDENT_CASES = cases(
     Case("extract-from-random-init", lambda ctx: (["run", ctx.recipe(), "--set", "students.0.init=random", "--set",
                                                    "students.0.extract={hidden_size: 16}"], ["extract", "init lower"])),
     Case("extract-without-extract-section", _extract_without_section),
+    Case("wid-not-whole-heads", _with_set("students.0.wid={hidden_size: 20, strategy: head}", ["wid.hidden_size 20", "multiple of 16"])),
+    Case("wid-and-extract", lambda ctx: (["run", ctx.recipe(), "--set", "students.0.wid={hidden_size: 16}", "--set",
+                                          "students.0.extract={hidden_size: 16}"], ["extract (ETD) and wid", "choose one"])),
+    Case("wid-schedule-too-long", _with_set("students.0.wid={hidden_size: 16}", ["wid.w_step=50", "800 steps", "at most"])),
 )
 
 

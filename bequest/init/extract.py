@@ -7,8 +7,10 @@ nothing (vocabulary, positions, labels). A `Selection` keeps a subset of indices
 extraction slices every axis of that space with it, so the student is an ordinary model of the
 smaller config. Which indices survive is a scorer's choice (`bequest.init.importance`).
 
-The student keeps the teacher's head size: Hugging Face encoders tie it to hidden_size /
-num_attention_heads, so a narrower hidden size means proportionally fewer heads.
+Hugging Face encoders tie the head size to hidden_size / num_attention_heads. ETD keeps whole
+heads of the teacher's size, so a narrower hidden size means proportionally fewer heads; WID may
+instead keep every head and fewer dimensions in each (`Selection.attention`), in which case the
+queries are rescaled so that the narrower heads' 1/sqrt(head size) gives the same scores.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from bequest.models.loading import layer_list
 ATTENTION_OUTPUT = ("attention.output.dense", "attention.attn.o", "attention.out_lin")
 FFN_IN = ("intermediate.dense", "ffn.lin1")
 FFN_OUT = ("output.dense", "ffn.lin2")
+QUERIES = {triple[0] for triple in PROJECTIONS}
 SHARED_HEAD_BIAS = "relative_attention_bias"  # MPNet: one position bias (buckets, heads) for all layers
 FFN_SIZE = {"distilbert": "hidden_dim"}  # the config attribute of the FFN width, where not intermediate_size
 
@@ -39,15 +42,24 @@ class Axis:
 
 @dataclass
 class Selection:
-    """What survives, in teacher indices: `heads` and `ffn` per student layer, sorted."""
+    """What survives, in teacher indices: `heads` and `ffn` per student layer, sorted. `attention`
+    lists each layer's kept attention dimensions when heads lose dimensions (default: all the
+    dimensions of the kept heads)."""
 
     layers: list[int]
     hidden: list[int]
     heads: list[list[int]]
     ffn: list[list[int]]
+    attention: list[list[int]] | None = None
 
     def to_json(self) -> dict:
-        return {"layers": self.layers, "hidden": self.hidden, "heads": self.heads, "ffn": self.ffn}
+        kept = {"layers": self.layers, "hidden": self.hidden, "heads": self.heads, "ffn": self.ffn}
+        return kept if self.attention is None else {**kept, "attention": self.attention}
+
+    def attention_dims(self, layer: int, teacher_head_size: int) -> list[int]:
+        if self.attention is not None:
+            return self.attention[layer]
+        return [head * teacher_head_size + d for head in self.heads[layer] for d in range(teacher_head_size)]
 
 
 def ffn_size(config) -> int:
@@ -106,8 +118,7 @@ def _indices(axis: Axis | None, selection: Selection, layer: int | None, config)
         return selection.heads[0]
     if axis.space == "ffn":
         return selection.ffn[layer]
-    size = head_size(config)
-    return [head * size + d for head in selection.heads[layer] for d in range(size)]
+    return selection.attention_dims(layer, head_size(config))
 
 
 def shares_heads(model: nn.Module) -> bool:
@@ -126,11 +137,14 @@ def student_config(teacher_config, selection: Selection):
 def extract(teacher: nn.Module, selection: Selection) -> nn.Module:
     """The teacher's architecture at the selection's shape, every parameter sliced from the teacher's."""
     config = teacher.config
-    if any(len(heads) * head_size(config) != len(selection.hidden) for heads in selection.heads):
-        raise BequestError(f"an extracted student keeps the teacher's head size ({head_size(config)}): "
-                           f"hidden size {len(selection.hidden)} needs {len(selection.hidden) // head_size(config)} heads per layer")
+    width = len(selection.hidden)
+    if any(len(selection.attention_dims(layer, head_size(config))) != width for layer in range(len(selection.layers))):
+        raise BequestError(f"a Hugging Face encoder's attention is as wide as its hidden size: keep {width} attention "
+                           f"dimensions per layer ({width // head_size(config)} heads of the teacher's head size {head_size(config)})")
     if any(len(set(map(len, group))) != 1 for group in (selection.heads, selection.ffn)):
         raise BequestError("every student layer must keep as many heads and FFN neurons as the others")
+    if width % len(selection.heads[0]):
+        raise BequestError(f"{len(selection.heads[0])} heads cannot share a hidden size of {width} equally")
     if shares_heads(teacher) and len({tuple(h) for h in selection.heads}) > 1:
         raise BequestError(f"{config.model_type} shares its position bias across layers: every layer must keep the same heads")
     labels = axis_labels(teacher)
@@ -152,6 +166,8 @@ def extract(teacher: nn.Module, selection: Selection) -> nn.Module:
                 tensor = tensor.index_select(dim, torch.tensor(keep))
         if tensor.shape != param.shape:  # a labelling error, never a user's
             raise AssertionError(f"{name}: sliced {tuple(tensor.shape)}, expected {tuple(param.shape)}")
+        if layer is not None and rest.rsplit(".", 1)[0] in QUERIES:
+            tensor = tensor * (head_size(student.config) / head_size(config)) ** 0.5  # same q.k/sqrt(d) as the teacher's
         sliced[name] = tensor.clone()
     student.load_state_dict(sliced, strict=False)
     return student

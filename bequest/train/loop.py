@@ -31,20 +31,24 @@ from bequest.io import building_dir, write_json
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
+OPTIMIZER_SETTINGS = "bequest_optimizer"  # a parameter attribute: {"lr": ..., "weight_decay": ...} of its own
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and LayerNorm weights, as BERT was trained.
+    """AdamW with no weight decay on biases and LayerNorm weights, as BERT was trained; a parameter
+    carrying an `OPTIMIZER_SETTINGS` dict (e.g. WID's compactors) gets its own lr / weight decay.
 
     The fused kernel updates all parameters in one pass: on a 2-core CPU it takes a 3-layer
     MiniLM student's step from 68 ms to 12 ms, most of it the 11.7M-parameter embedding matrix."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for param in model.parameters():
         if param.requires_grad:
-            (no_decay if param.ndim < 2 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_epsilon,
+            settings = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay if param.ndim >= 2 else 0.0,
+                        **getattr(param, OPTIMIZER_SETTINGS, {})}
+            groups.setdefault((settings["lr"], settings["weight_decay"]), []).append(param)
+    return torch.optim.AdamW([{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
+                             lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_epsilon,
                              fused=device.type in ("cpu", "cuda"))
 
 
