@@ -395,7 +395,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     merge_error = None
     if isinstance(model, Compacting):
         wrapped, model = model, model.merge()
-        merge_error = largest_difference(wrapped, model, next(iter(run.dev.values())) if run.dev else run.heldout, run)
+        merge_error = merge_error_of(wrapped, model, next(iter(run.dev.values())) if run.dev else run.heldout, run)
         console.print(f"{student.name}: compactors merged into a dense model of hidden size {model.config.hidden_size} "
                       f"(largest output difference from the wrapped model on a batch: {merge_error:.2g})")
     write_json(run.dir / "logs" / f"{student.name}.json", history)
@@ -425,13 +425,15 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
 
 
 @torch.no_grad()
-def largest_difference(first: nn.Module, second: nn.Module, data: Encoded | Segments, run: Run) -> float:
-    """Max |difference| of two models' outputs (logits, else last hidden states) on the longest batch of `data`."""
+def merge_error_of(wrapped: Compacting, merged: nn.Module, data: Encoded | Segments, run: Run) -> float:
+    """Max |difference| between the merged model's outputs (logits, else last hidden states at the
+    kept dimensions) and the wrapped model's with its masks applied, on the longest batch of `data`."""
     inputs = model_inputs(data.batch(inference_batches(data.lengths, run.config.eval.batch_size)[0], run.pad))
     inputs = {k: v.to(run.accelerator.device) for k, v in inputs.items()}
-    outputs = [model.eval()(**inputs) for model in (first, second)]
-    name = "logits" if getattr(outputs[0], "logits", None) is not None else "last_hidden_state"
-    return (getattr(outputs[0], name).float() - getattr(outputs[1], name).float()).abs().max().item()
+    before, after = wrapped.eval()(**inputs), merged.eval()(**inputs)
+    if getattr(before, "logits", None) is not None:
+        return (before.logits.float() - after.logits.float()).abs().max().item()
+    return (before.last_hidden_state[..., wrapped.kept_hidden].float() - after.last_hidden_state.float()).abs().max().item()
 
 
 def print_table(results: dict) -> None:

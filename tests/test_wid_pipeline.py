@@ -80,3 +80,16 @@ def test_wid_errors_are_refused_before_anything_is_written(tiny_teacher, tiny_gl
     with pytest.raises(BequestError, match=re.escape(message)):
         run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[student])))
     assert not (tmp_path / "run").exists()
+
+
+def test_task_agnostic_wid_with_mlm_gives_a_general_student(tmp_path, tiny_teacher, shared_data):
+    lines = (shared_data / "wiki" / "enwiki_sample.txt").open(encoding="utf-8").readlines()[:300]
+    (tmp_path / "wiki.txt").write_text("".join(lines), encoding="utf-8")
+    student = {"name": "general", "layers": 2, "init": "lower", "wid": WID, "objectives": {"mlm": {}},
+               "train": {"max_steps": 20, "batch_size": 8, "learning_rate": 1e-4}}
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tmp_path, task=None, students=[student],
+                         corpus={"files": [str(tmp_path / "wiki.txt")], "max_length": 64, "heldout_segments": 8})
+    row = run_recipe(load_config(recipe))["students"]["general"]
+    assert row["hidden_size"] == 16 and row["wid_merge_error"] < 1e-4  # last hidden states of merged vs wrapped
+    config = AutoConfig.from_pretrained(tmp_path / "run" / "general")
+    assert (config.hidden_size, config.intermediate_size, config.architectures) == (16, 32, ["BertModel"])
