@@ -120,6 +120,15 @@ class MLMObjective(_Objective):
     probability: float = Field(0.15, gt=0, lt=1)
 
 
+class PTPObjective(_Objective):
+    """Pea-KD's PTP: a 4-way head learns from the teacher's predictions whether the teacher is right
+    and confident (0: right, confidence > t1; 1: right, <= t1; 2: wrong, > t2; 3: wrong, <= t2)."""
+
+    t1: float | None = Field(None, gt=0, lt=1, description="default: the paper's for rte, mrpc, sst2, qnli, cola; "
+                             "else the median confidence of the teacher's right predictions")
+    t2: float | None = Field(None, gt=0, lt=1, description="default: the paper's, else the median confidence of its wrong ones")
+
+
 class ObjectivesConfig(_Section):
     """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
 
@@ -132,6 +141,7 @@ class ObjectivesConfig(_Section):
     minilmv2: MiniLMv2Objective | None = None
     pkd: PKDObjective | None = None
     mlm: MLMObjective | None = None
+    ptp: PTPObjective | None = None
 
     @model_validator(mode="after")
     def _sensible(self) -> ObjectivesConfig:
@@ -187,6 +197,13 @@ class WIDConfig(_Section):
     compactor_learning_rate: float = Field(1e-3, gt=0, description="the compactors' own learning rate (train.learning_rate is the inherited weights')")
 
 
+class SPSConfig(_Section):
+    """Pea-KD's shuffled parameter sharing: the student's layers run twice (2N layers, N layers' parameters)."""
+
+    mode: Literal["paper", "stochastic"] = Field("paper", description="paper: the second pass swaps Query and Key; "
+                                                 "stochastic: random per-layer swaps at odd training steps (the public code)")
+
+
 class StudentConfig(_Section):
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
@@ -194,6 +211,7 @@ class StudentConfig(_Section):
     init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = "lower"
     extract: ExtractConfig | None = Field(None, description="ETD: also narrow the student, keeping the teacher units a scorer ranks highest")
     wid: WIDConfig | None = Field(None, description="WID: also narrow the student by training compactors on the teacher's weights, then merging")
+    sps: SPSConfig | None = Field(None, description="Pea-KD SPS: run the student's layers twice with shared parameters")
     objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
     train: TrainConfig = TrainConfig(learning_rate=1e-4)
     stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
@@ -208,6 +226,8 @@ class StudentConfig(_Section):
             return self
         if self.extract is not None and self.wid is not None:
             raise ValueError("extract (ETD) and wid narrow the student in two different ways: choose one")
+        if self.sps is not None and self.wid is not None:
+            raise ValueError("sps shares the layers of a dense student; wid's compactors cannot be shared: choose one")
         for method in ("extract", "wid"):
             if getattr(self, method) is not None and self.init == "random":
                 raise ValueError(f"{method} starts from the teacher's weights: choose init lower, upper, uniform, stride or a layer list")
@@ -303,7 +323,7 @@ class RunConfig(_Section):
         if self.corpus is not None:
             for number, student in enumerate(self.students):
                 for stage in student.all_stages():
-                    needs_labels = sorted({"task", "kd"} & set(stage.objectives.active()))
+                    needs_labels = sorted({"task", "kd", "ptp"} & set(stage.objectives.active()))
                     if needs_labels:
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
                                          "on a corpus use hidden, attention_mse, attention_kl, value_relation, minilmv2, pkd or mlm")

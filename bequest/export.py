@@ -36,6 +36,13 @@ Held-out distillation loss at the end of training: {record['heldout_loss']:.4f}.
 """
 
 
+def _shared(record: dict) -> str:
+    if not record.get("sps_trained_parameters"):
+        return ""
+    return (f"; trained with shuffled parameter sharing as {record['num_layers'] // 2} layers of parameters run twice "
+            f"({record['sps_trained_parameters']:,} parameters), exported unrolled with identical outputs")
+
+
 def write_model_card(folder: Path, record: dict) -> None:
     """A model card with hub metadata, scores, and the provenance a reader needs to trust them."""
     task = record["task"]
@@ -62,7 +69,7 @@ Distilled with bequest {record['bequest_version']} from the teacher `{teacher['m
 - Initialisation: {start}
 - Shape: {record['num_layers']} layers, hidden size {record['hidden_size']}
 - Training objectives: {record['objectives']}
-- Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,})
+- Parameters: {record['parameters']:,} (teacher: {teacher['parameters']:,}){_shared(record)}
 - Seed: {record['seed']}; maximum sequence length: {record['max_length']}
 
 {_scores(record)}

@@ -41,6 +41,7 @@ from bequest.export import read_record, write_model_card, write_record
 from bequest.init.etd import check_extract, extract_student, target_shape
 from bequest.init.extract import FFN_SIZE, axis_labels
 from bequest.init.layers import init_student, select_layers
+from bequest.init.sps import share_layers, unroll
 from bequest.init.wid import UPDATES, Compacting, wid_shape
 from bequest.io import building_dir, write_json, write_text
 from bequest.models.capture import projections
@@ -51,7 +52,7 @@ from bequest.models.loading import (
     load_encoder,
     load_tokenizer,
 )
-from bequest.objectives.terms import build_terms
+from bequest.objectives.terms import build_terms, ptp_thresholds
 from bequest.train.distiller import Distiller
 from bequest.train.loop import latest_checkpoint, train
 from bequest.train.runtime import make_accelerator, resolved_precision
@@ -163,29 +164,33 @@ def student_config(teacher: nn.Module, student: StudentConfig):
     """The config the student will have: a pretrained student's own, else the teacher's with fewer
     layers (and, when extracted, narrower)."""
     if student.model:
-        return load_config(student.model)
+        config = copy.deepcopy(load_config(student.model))
+        config.num_hidden_layers *= 2 if student.sps else 1
+        return config
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = student.layers or config.num_hidden_layers
     if student.extract:
         config.hidden_size, config.num_attention_heads, neurons = target_shape(teacher.config, student.extract)
         setattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"), neurons)
+    if student.sps:
+        config.num_hidden_layers *= 2
     return config
 
 
 def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str, tokenizer_name: str, tokenizer,
-                  on_task: bool) -> None:
+                  task: str | None) -> None:
     depth = teacher.config.num_hidden_layers
     if student.model:
         load_tokenizer(tokenizer_name, load_config(student.model), student.model)  # same vocabulary as the teacher's
     else:
         select_layers("lower" if student.init == "random" else student.init, student.layers or depth, depth)
     if student.extract:
-        check_extract(student.extract, teacher, tokenizer, on_task)
+        check_extract(student.extract, teacher, tokenizer, task is not None)
     if student.wid:
         wid_shape(teacher.config, student.wid)
         axis_labels(teacher)  # refuses architectures whose parameters we cannot label
     for stage in student.all_stages():
-        terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name)
+        terms = build_terms(stage.objectives, student_config(teacher, student), teacher.config, tokenizer, teacher_name, task)
         if any(term.attention for _, term in terms.values()):
             projections(teacher)  # refuses architectures whose attention we cannot read
 
@@ -201,7 +206,7 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         teacher, has_head = load_encoder(config.teacher.model), False
     for number, student in enumerate(config.students):
         try:
-            check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer, config.task is not None)
+            check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer, config.task)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     if config.task:
@@ -361,16 +366,22 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         return done
     config = run.config
     model, chosen, start, extraction = initial_student(run, student, teacher)
+    if student.sps:
+        model = share_layers(model, student.sps.mode)
+        start = f"{start} + SPS ({student.sps.mode}): {model.config.num_hidden_layers // 2} layers of parameters run twice"
     if extraction is not None:
         write_json(run.dir / "logs" / f"{student.name}.extraction.json", extraction)
     stages = student.all_stages()
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
-        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model)
+        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model, config.task)
         data = run.train
         if stage.data.max_examples is not None:
             data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))
-        soft = teacher_logits(config, teacher, data, run.pad) if stage.objectives.kd else None
+        soft = teacher_logits(config, teacher, data, run.pad) if stage.objectives.kd or stage.objectives.ptp else None
+        if "ptp" in terms and terms["ptp"][1].thresholds is None:
+            terms["ptp"][1].thresholds = ptp_thresholds(soft, torch.tensor(data.labels))
+            console.print(f"{student.name}: PTP thresholds from the teacher's confidence (t1, t2) = {terms['ptp'][1].thresholds}")
         internals = None
         if teacher_reads(terms) and "mlm" not in terms:  # masked text changes every step: nothing to cache
             internals, note = cache_teacher_outputs(teacher, data, teacher_reads(terms), config.runtime.teacher_cache_mb,
@@ -398,6 +409,9 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         merge_error = merge_error_of(wrapped, model, next(iter(run.dev.values())) if run.dev else run.heldout, run)
         console.print(f"{student.name}: compactors merged into a dense model of hidden size {model.config.hidden_size} "
                       f"(largest output difference from the wrapped model on a batch: {merge_error:.2g})")
+    shared_parameters = None
+    if student.sps:  # exported as the ordinary 2N-layer model it computes
+        shared_parameters, model = count_parameters(model), unroll(model)
     write_json(run.dir / "logs" / f"{student.name}.json", history)
     write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
@@ -406,7 +420,7 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         "objectives": stages_text(student), "parameters": count_parameters(model), "seed": config.seed,
         "max_length": config.data.max_length if run.task else config.corpus.max_length,
         "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,
-        "wid_merge_error": merge_error, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
+        "wid_merge_error": merge_error, "sps_trained_parameters": shared_parameters, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
     with building_dir(folder) as tmp:

@@ -376,6 +376,11 @@ STUDENT_CASES = cases(
     Case("wid-not-whole-heads", _with_set("students.0.wid={hidden_size: 20, strategy: head}", ["wid.hidden_size 20", "multiple of 16"])),
     Case("wid-and-extract", lambda ctx: (["run", ctx.recipe(), "--set", "students.0.wid={hidden_size: 16}", "--set",
                                           "students.0.extract={hidden_size: 16}"], ["extract (ETD) and wid", "choose one"])),
+    Case("sps-with-wid", lambda ctx: (["run", ctx.recipe(), "--set", "students.0.wid={hidden_size: 16}", "--set",
+                                       "students.0.sps={mode: paper}"], ["sps", "wid", "choose one"])),
+    Case("sps-unknown-mode", _with_set("students.0.sps={mode: shuffled}", ["students.0.sps.mode", "paper", "stochastic"])),
+    Case("ptp-on-regression", lambda ctx: (["run", ctx.recipe(), "--set", "task=stsb", "--set",
+                                            "students.0.objectives={ptp: {}}"], ["objective ptp", "regression"])),
     Case("wid-schedule-too-long", _with_set("students.0.wid={hidden_size: 16}", ["wid.w_step=50", "800 steps", "at most"])),
 )
 

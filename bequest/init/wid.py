@@ -82,6 +82,8 @@ def _mark(kept: torch.Tensor, scores: torch.Tensor, marked: int) -> torch.Tensor
 
 
 class Compacting(nn.Module):
+    """An HF model wrapped in compactors: called like the model; `merge()` gives the dense student."""
+
     def __init__(self, model: nn.Module, spec: WIDConfig, mask_log: Path | None = None):
         super().__init__()
         self.model = model

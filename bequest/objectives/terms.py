@@ -84,6 +84,41 @@ class PKD(_Projected):
                    for n, (s, t) in enumerate(self.pairs))
 
 
+PTP_THRESHOLDS = {"rte": (0.8, 0.6), "mrpc": (0.95, 0.75), "sst2": (0.98, 0.8), "qnli": (0.98, 0.7), "cola": (0.95, 0.7)}
+
+
+def ptp_labels(teacher_logits: torch.Tensor, labels: torch.Tensor, t1: float, t2: float) -> torch.Tensor:
+    """Pea-KD's four classes: 0 right and confidence > t1, 1 right and <= t1, 2 wrong and > t2, 3 wrong and <= t2."""
+    confidence, predicted = F.softmax(teacher_logits.float(), dim=-1).max(-1)
+    right = predicted == labels
+    return torch.where(right, (confidence <= t1).long(), 2 + (confidence <= t2).long())
+
+
+def ptp_thresholds(teacher_logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """Our rule for tasks the paper gives no thresholds for: the median confidence of the teacher's
+    right predictions (t1) and of its wrong ones (t2), so each pair of classes splits in half."""
+    confidence, predicted = F.softmax(teacher_logits.float(), dim=-1).max(-1)
+    right = predicted == labels
+    t1 = confidence[right].median().item() if right.any() else 0.5
+    t2 = confidence[~right].median().item() if (~right).any() else t1
+    return t1, t2
+
+
+class PTP(Term):
+    """PTP: a 4-way head of its own on the student's last [CLS] state learns the teacher's
+    ptp_labels; a first stage, whose head is dropped when the stage ends."""
+
+    hidden = True
+
+    def __init__(self, width: int, thresholds: tuple[float, float] | None):
+        super().__init__()
+        self.head = nn.Linear(width, 4)
+        self.thresholds = thresholds  # None until fitted on the training set's teacher logits
+
+    def forward(self, student, teacher, labels):
+        return F.cross_entropy(self.head(student.hidden[-1][:, 0]), ptp_labels(teacher.logits, labels, *self.thresholds))
+
+
 class _LayerTerm(Term):
     attention = teacher_pass = True
     slots = ("queries", "keys")  # what attention scores are built from
@@ -187,11 +222,12 @@ def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, in
 
 
 def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig,
-                tokenizer=None, teacher_source: str | None = None) -> dict[str, tuple[float, Term]]:
+                tokenizer=None, teacher_source: str | None = None, task: str | None = None) -> dict[str, tuple[float, Term]]:
     """Turn a stage's objectives into weighted terms, checking every layer and shape they need.
 
     `tokenizer` gives the mask and special tokens to the mlm term, `teacher_source` (the teacher's
-    folder or hub id) the trained MLM head it starts from where the checkpoint has one."""
+    folder or hub id) the trained MLM head it starts from where the checkpoint has one, `task`
+    the ptp term its thresholds."""
     s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
     s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
     s_width, t_width = student.hidden_size, teacher.hidden_size
@@ -232,6 +268,13 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
                 raise BequestError(f"{where}: the tokenizer has no mask token: mlm needs one")
             head, decoder, _ = mlm_head(student, teacher, teacher_source)
             term = MLM(head, decoder, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
+        elif name == "ptp":
+            if student.num_labels == 1:
+                raise BequestError(f"{where} builds its classes from the teacher's class predictions; a regression "
+                                   "task has none: use kd or pkd")
+            defaults = PTP_THRESHOLDS.get(task, (None, None))
+            t1, t2 = spec.t1 or defaults[0], spec.t2 or defaults[1]
+            term = PTP(s_width, (t1, t2) if t1 and t2 else None)
         else:  # a new config field without a term here is a programming error
             raise AssertionError(name)
         terms[name] = (spec.weight, term)
