@@ -36,7 +36,8 @@ TASKS = {"sst2": {"max_length": 64, "max_train_examples": 8000}, "mrpc": {"max_l
 
 def students(args, steps: int) -> list[dict]:
     train = {"epochs": args.epochs, "batch_size": 32, "learning_rate": args.lr}
-    wid = {"hidden_size": 192, "w_step": max(1, int(steps * args.schedule) // 16)}
+    wid = {"hidden_size": 192, "w_step": max(1, int(steps * args.schedule) // 16),
+           "compactor_learning_rate": args.compactor_lr, "l2_lambda": args.l2_lambda}
     kd = {"kd": {"alpha": 0.5, "temperature": 2.0}}
     shapes = [(6, "lower"), (3, "lower")]
     rows = [{"name": f"wid-{layers}x192", "layers": layers, "init": init, "wid": wid} for layers, init in shapes]
@@ -76,7 +77,7 @@ def report(rows: list[dict], args, seconds: float, out: Path, command: str) -> N
 Command: `{command}`
 Machine: {machine}. Wall time: {seconds / 60:.1f} min. Seed {args.seed}; one run per row. No plot.
 Every student: logit KD (alpha 0.5, T 2), {args.epochs} epochs, batch 32, learning rate {args.lr}
-(WID: the inherited weights'; compactors 1e-3, lambda 20; the 16 mask updates take the first
+(WID: the inherited weights'; compactors {args.compactor_lr:g}, lambda {args.l2_lambda:g}; the 16 mask updates take the first
 {args.schedule:.0%} of the steps). SST-2: 8,000 training sentences, max 64 tokens; MRPC: all 3,668
 pairs, max 128 tokens. Dev: the full dev sets. Latency: a batch of 32 dev examples on the CPU.
 "merge error": the largest |logit| difference between the merged dense model and the wrapped
@@ -94,6 +95,8 @@ def main(argv=None) -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--schedule", type=float, default=0.6, help="fraction of the steps the 16 mask updates take")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--compactor-lr", type=float, default=5e-5)
+    parser.add_argument("--l2-lambda", type=float, default=400.0)
     parser.add_argument("--limit", type=int, help="training examples per task (a quick check of the script)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)

@@ -193,8 +193,10 @@ class WIDConfig(_Section):
     intermediate_size: int | None = Field(None, ge=1, description="target FFN size; default: the teacher's, scaled like the hidden size")
     strategy: Literal["dim", "head"] = Field("dim", description="dim: every head keeps fewer dimensions; head: fewer whole heads")
     w_step: int = Field(50, ge=1, description="steps between mask updates; the target shape is reached after 16 updates")
-    l2_lambda: float = Field(20.0, ge=0, description="strength of the pull to zero on marked rows and columns")
-    compactor_learning_rate: float = Field(1e-3, gt=0, description="the compactors' own learning rate (train.learning_rate is the inherited weights')")
+    l2_lambda: float = Field(400.0, ge=0, description="pull on marked rows and columns: multiplied by "
+                             "1 - compactor_learning_rate * l2_lambda after every step (0.98 by default)")
+    compactor_learning_rate: float = Field(5e-5, gt=0, description="the compactors' own learning rate, the paper's "
+                                           "(train.learning_rate is the inherited weights'); 1e-3 wrecks the model")
 
 
 class SPSConfig(_Section):
