@@ -24,8 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import matplotlib
 import psutil
 import torch
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 from bequest.config import parse_config
 from bequest.pipeline import run_recipe
@@ -58,8 +62,28 @@ def recipe(task: str, seed: int, args, out: Path) -> dict:
     }
 
 
+def plot(rows: list[dict], tasks: list[str], path: Path) -> None:
+    """One panel per task: each model's dev score, every seed as a dot and the mean as a bar."""
+    models = ("teacher", *VARIANTS)
+    figure, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        mine = [r for r in rows if r["task"] == task]
+        for x, model in enumerate(models):
+            scores = [r["score"] for r in mine if r["model"] == model]
+            axis.bar(x, statistics.mean(scores), color="lightgray" if model == "teacher" else "tab:blue", alpha=0.6)
+            axis.plot([x] * len(scores), scores, "k.")
+        low = min(r["score"] for r in mine)
+        axis.set_ylim(max(0.0, low - 0.05), None)
+        axis.set_xticks(range(len(models)), models, rotation=20)
+        axis.set_title(f"{task} ({mine[0]['metric']}, dev)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def report(rows: list[dict], args, seconds: float, out: Path, command: str) -> None:
     (out / "peakd.json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot(rows, args.tasks, out / "peakd.png")
     lines = ["| task | metric | teacher | " + " | ".join(VARIANTS) + " |", "|---|---|---|" + "---|" * len(VARIANTS)]
     for task in args.tasks:
         mine = [r for r in rows if r["task"] == task]
@@ -78,7 +102,7 @@ def report(rows: list[dict], args, seconds: float, out: Path, command: str) -> N
 
 Command: `{command}`
 Machine: {machine}. Wall time: {seconds / 60:.1f} min. Seeds {', '.join(map(str, args.seeds))} (mean ± standard
-deviation over seeds). No plot. Student: teacher layers 0-2; KD = logit KD (alpha 0.5, T 2) + {args.pkd_weight:g} * PKD;
+deviation over seeds). Plot: `peakd.png` (dots: seeds, bars: means). Student: teacher layers 0-2; KD = logit KD (alpha 0.5, T 2) + {args.pkd_weight:g} * PKD;
 {args.epochs} epochs per student (PTP variants: 1 epoch PTP + {args.epochs - 1} of KD), batch 32, learning rate
 {args.lr}; {args.examples} training examples per task (or all, if fewer); full dev sets.
 

@@ -50,7 +50,7 @@ def _recipe(path: Path, assignments: list[str] | None, options: dict[str, str | 
 @user_errors
 def run(
     recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. recipes/quickstart.yaml")],
-    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the recipe's data.dir, else the hub)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the recipe's data.dir, else the hub)")] = None,
     output_dir: Annotated[str | None, typer.Option(help="run directory (default: the recipe's output_dir, else runs/<name>)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key: --set students.0.train.epochs=1")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run from its last checkpoint")] = False,
@@ -67,8 +67,8 @@ def run(
 @user_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="an exported model folder")],
-    task: Annotated[str, typer.Option(help="GLUE task, e.g. sst2")],
-    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the hub)")] = None,
+    task: Annotated[str, typer.Option(help="GLUE task (e.g. sst2), squad or squad_v2")],
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the hub)")] = None,
     max_length: Annotated[int | None, typer.Option(help="default: the value the model was trained with, else 128")] = None,
     batch_size: Annotated[int | None, typer.Option(help="default: the value the model was scored with, else 32")] = None,
     output: Annotated[Path | None, typer.Option(help="where to write the scores (default: MODEL_DIR/eval_<task>.json)")] = None,
@@ -86,7 +86,7 @@ def extract(
     recipe: Annotated[Path, typer.Argument(help="a recipe whose student has an extract section")],
     output: Annotated[Path, typer.Option(help="the folder to write the extracted student to")],
     student: Annotated[str | None, typer.Option(help="which student (default: the first with extract)")] = None,
-    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder (default: the recipe's data.dir, else the hub)")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the recipe's data.dir, else the hub)")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key: --set students.0.extract.hidden_size=192")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ) -> None:

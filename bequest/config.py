@@ -248,9 +248,22 @@ class StudentConfig(_Section):
 
 
 class DataConfig(_Section):
-    dir: str | None = Field(None, description="local glue_data folder; null loads from the Hugging Face hub")
-    max_train_examples: int | None = Field(None, ge=1, description="random subsample of the training set")
+    dir: str | None = Field(None, description="local glue_data folder (SQuAD: folder of the JSON files); null loads from the Hugging Face hub")
+    max_train_examples: int | None = Field(None, ge=1, description="random subsample of the training set (SQuAD: questions)")
+    max_eval_examples: int | None = Field(None, ge=1, description="random subsample of each dev set (SQuAD: questions)")
     max_length: int = Field(128, ge=8)
+    split_by_article: float | None = Field(
+        None, gt=0, lt=1, description="SQuAD without a train file: train on the dev set's articles but this seeded random "
+        "fraction of them, which is held out for evaluation")
+
+
+class QAConfig(_Section):
+    """Extractive QA (SQuAD): the sliding window over long contexts and how answers are read from the logits."""
+
+    stride: int = Field(128, ge=0, description="tokens shared by consecutive windows over a long context")
+    n_best: int = Field(20, ge=1, description="start and end candidates considered per window")
+    max_answer_length: int = Field(30, ge=1, description="longest answer in tokens")
+    null_threshold: float = Field(0.0, description="SQuAD v2.0: answer nothing when the no-answer score beats the best span's by more than this")
 
 
 class HubTextConfig(_Section):
@@ -297,12 +310,13 @@ class RuntimeConfig(_Section):
 
 class RunConfig(_Section):
     name: str = "run"
-    task: str | None = Field(None, description="a GLUE task; or give corpus for task-agnostic distillation")
+    task: str | None = Field(None, description="a GLUE task, squad or squad_v2; or give corpus for task-agnostic distillation")
     corpus: CorpusConfig | None = None
     seed: int = 42
     output_dir: str | None = Field(None, description="default: runs/<name>")
     cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
     data: DataConfig = DataConfig()
+    qa: QAConfig = QAConfig()
     teacher: TeacherConfig = TeacherConfig()
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1)
     eval: EvalConfig = EvalConfig()
@@ -322,6 +336,8 @@ class RunConfig(_Section):
     def _task_or_corpus(self) -> RunConfig:
         if (self.task is None) == (self.corpus is None):
             raise ValueError("give either task (task-specific distillation) or corpus (task-agnostic), not both or neither")
+        if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
+            raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
         if self.corpus is not None:
             for number, student in enumerate(self.students):
                 for stage in student.all_stages():

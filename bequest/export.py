@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from bequest.data.tasks import QA_TASKS
+
 EXPORT_RECORD = "bequest.json"
 
 
@@ -49,10 +51,14 @@ def write_model_card(folder: Path, record: dict) -> None:
     teacher = record["teacher"]
     layers = record.get("layers_from")
     start = f"teacher layers {layers} ({record['init']})" if layers is not None else record["init"]
-    if task:
+    if task in QA_TASKS:
+        title, tags, pipeline = f"a {record['num_layers']}-layer extractive QA student for {task}", [task], "question-answering"
+        usage = "AutoModelForQuestionAnswering"
+    elif task:
         title, tags, pipeline = f"a {record['num_layers']}-layer student for GLUE {task.upper()}", [task], "text-classification"
-        origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
         usage = "AutoModelForSequenceClassification"
+    if task:
+        origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
     else:
         title, tags, pipeline = f"a {record['num_layers']}-layer general student", ["task-agnostic"], "feature-extraction"
         origin, usage = "distilled on raw text", "AutoModel"

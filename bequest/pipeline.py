@@ -25,14 +25,14 @@ from rich.console import Console
 from rich.table import Table
 from safetensors.torch import load_file
 from torch import nn
-from transformers import AutoModel, AutoModelForSequenceClassification, set_seed
+from transformers import AutoModel, set_seed
 
 from bequest import __version__
 from bequest.config import RunConfig, StudentConfig, dump_config
 from bequest.config import load_config as load_recipe
 from bequest.data.corpus import Segments, load_segments, split_segments
-from bequest.data.features import Encoded, inference_batches, model_inputs
-from bequest.data.task_data import TaskData, load_task_data, subsample
+from bequest.data.features import Encoded, inference_batches, model_inputs, subsample
+from bequest.data.task_data import TaskData, load_task_data
 from bequest.data.tasks import TaskSpec, get_task
 from bequest.errors import BequestError
 from bequest.eval.evaluate import evaluate
@@ -47,11 +47,13 @@ from bequest.io import building_dir, write_json, write_text
 from bequest.models.capture import projections
 from bequest.models.loading import (
     count_parameters,
-    load_classifier,
     load_config,
     load_encoder,
+    load_task_model,
     load_tokenizer,
+    task_model_class,
 )
+from bequest.objectives.logits import output_logits
 from bequest.objectives.terms import build_terms, ptp_thresholds
 from bequest.train.distiller import Distiller
 from bequest.train.loop import latest_checkpoint, train
@@ -92,11 +94,11 @@ class Run:
 
     @property
     def auto_class(self):
-        return AutoModelForSequenceClassification if self.task else AutoModel
+        return task_model_class(self.task) if self.task else AutoModel
 
     def score(self, model: nn.Module) -> dict[str, float]:
         """Dev-set metrics of a task model."""
-        return evaluate(model, self.task, self.dev, self.config.eval.batch_size, self.pad)
+        return evaluate(model, self.task, self.dev, self.config.eval.batch_size, self.pad, self.config.qa)
 
     def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
         """Per-epoch evaluation: dev metrics of the student on a task, else the held-out distillation loss."""
@@ -210,8 +212,9 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     if config.task:
-        data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length,
-                              config.data.max_train_examples, config.seed)
+        data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length, config.data.max_train_examples,
+                              config.seed, max_eval_examples=config.data.max_eval_examples, stride=config.qa.stride,
+                              split_by_article=config.data.split_by_article)
         run = Run(config, tokenizer, accelerator, data.train, data.file_hashes, task=task, dev=data.dev)
     else:
         corpus = config.corpus
@@ -269,7 +272,7 @@ def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tup
     if student.model:
         torch.manual_seed(run.config.seed)  # a new task head starts the same every time
         if run.task:
-            model, _ = load_classifier(student.model, run.task.num_labels, **label_maps(run.task))
+            model, _ = load_task_model(student.model, run.task, **label_maps(run.task))
         else:
             model = load_encoder(student.model)
         return model, None, f"pretrained {student.model}", None
@@ -339,7 +342,7 @@ def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrit
     if config.task:
         task = get_task(config.task)
         shape.update({"num_labels": task.num_labels, **label_maps(task)})
-    model = (AutoModelForSequenceClassification if config.task else AutoModel).from_config(shape)
+    model = (task_model_class(task) if config.task else AutoModel).from_config(shape)
     wrapped = Compacting(model, student.wid)
     saved = load_file(str(checkpoint / "model.safetensors"))
     wrapped.load_state_dict({key.removeprefix("student."): value for key, value in saved.items() if key.startswith("student.")})
@@ -423,6 +426,9 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         "wid_merge_error": merge_error, "sps_trained_parameters": shared_parameters, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
+    if run.task and run.task.question_answering:  # what `bequest evaluate` needs to read answers and find the dev part again
+        record.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article,
+                      max_eval_examples=config.data.max_eval_examples)
     with building_dir(folder) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
@@ -445,8 +451,8 @@ def merge_error_of(wrapped: Compacting, merged: nn.Module, data: Encoded | Segme
     inputs = model_inputs(data.batch(inference_batches(data.lengths, run.config.eval.batch_size)[0], run.pad))
     inputs = {k: v.to(run.accelerator.device) for k, v in inputs.items()}
     before, after = wrapped.eval()(**inputs), merged.eval()(**inputs)
-    if getattr(before, "logits", None) is not None:
-        return (before.logits.float() - after.logits.float()).abs().max().item()
+    if output_logits(before) is not None:
+        return (output_logits(before).float() - output_logits(after).float()).abs().max().item()
     return (before.last_hidden_state[..., wrapped.kept_hidden].float() - after.last_hidden_state.float()).abs().max().item()
 
 

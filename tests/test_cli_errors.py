@@ -17,6 +17,7 @@ byte and mtime for mtime as it was.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -281,6 +282,28 @@ def _bad_row(split: str, row: str, line: int, *more: str):
     return build
 
 
+def _squad_folder(ctx: Ctx, dev_file: str) -> Path:
+    root = ctx.dir / "squad"
+    root.mkdir()
+    (root / "dev-v1.1.json").write_text(dev_file)
+    return root
+
+
+SQUAD_ARTICLE = {"title": "x", "paragraphs": [{"context": "Paris.", "qas": [
+    {"id": "1", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 0}]}]}]}
+
+
+def _squad_without_train(ctx: Ctx):
+    root = _squad_folder(ctx, json.dumps({"data": [SQUAD_ARTICLE]}))
+    return ["run", ctx.recipe(task="squad"), "--data-dir", root], ["train-v1.1.json", "data.split_by_article"]
+
+
+def _squad_not_json(ctx: Ctx):
+    root = _squad_folder(ctx, '{"data": [')
+    return ["run", ctx.recipe(task="squad"), "--data-dir", root, "--set", "data.split_by_article=0.5"], [
+        str(root / "dev-v1.1.json"), "JSON"]
+
+
 DATA_CASES = cases(
     "data",
     Case("data-dir-missing", _data_dir_missing),
@@ -289,6 +312,9 @@ DATA_CASES = cases(
     # tiny_glue's train.tsv: header + 160 rows; dev.tsv: header + 48 rows
     Case("row-with-wrong-column-count", _bad_row("train", "a fine film\t1\textra\n", 162)),
     Case("unknown-label", _bad_row("dev", "a fine film\t5\n", 50, "'5'")),
+    Case("squad-without-train-file", _squad_without_train),
+    Case("squad-file-not-json", _squad_not_json),
+    Case("split-by-article-on-glue", _in_recipe("data.split_by_article", 0.2, ["data.split_by_article", "SQuAD"])),
 )
 
 

@@ -29,7 +29,7 @@ def test_defaults_and_round_trip(tmp_path):
         ({"task": "sst2", "students": [{"layers": 3, "trian": {}}]}, "students.0.trian: unknown key"),
         ({"task": "sst2", "seed": "abc"}, "seed: .*integer.*'abc'"),
         ({"task": "sst2", "students": [{"layers": 3, "objectives": {"kd": {"alpha": 2}}}]}, "students.0.objectives.kd.alpha: .*less than or equal to 1"),
-        ({"task": "nope"}, "task: unknown GLUE task 'nope'"),
+        ({"task": "nope"}, "task: unknown task 'nope'"),
         ({}, "give either task .* or corpus"),
         ({"task": "sst2", "corpus": {"files": ["x.txt"]}}, "not both"),
         ({"corpus": {"files": ["x.txt"]}, "students": [{"layers": 1, "objectives": {"kd": {}}}]}, "kd needs a task"),

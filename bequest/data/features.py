@@ -48,6 +48,14 @@ class Encoded:
         return digest.hexdigest()
 
 
+def subsample(size: int, limit: int | None, seed: int) -> list[int]:
+    """A random subset of `limit` example indices, kept in file order; all indices if no limit."""
+    if limit is None or limit >= size:
+        return list(range(size))
+    generator = torch.Generator().manual_seed(seed)
+    return sorted(torch.randperm(size, generator=generator)[:limit].tolist())
+
+
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The tensors a model's forward takes, without the labels and example indices a batch also carries."""
     return {k: v for k, v in batch.items() if k not in ("labels", "index")}

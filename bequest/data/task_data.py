@@ -1,13 +1,12 @@
-"""A GLUE task's splits, read once, subsampled reproducibly, and tokenised."""
+"""A task's splits (GLUE or SQuAD), read once, subsampled reproducibly, and tokenised."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import torch
-
-from bequest.data.features import Encoded, encode
+from bequest.data.features import Encoded, encode, subsample
 from bequest.data.glue import glue_split_path, load_glue_split, sha256_file
+from bequest.data.squad import load_squad_data
 from bequest.data.tasks import TaskSpec
 
 
@@ -19,14 +18,6 @@ class TaskData:
     file_hashes: dict[str, str] = field(default_factory=dict)
 
 
-def subsample(size: int, limit: int | None, seed: int) -> list[int]:
-    """A random subset of `limit` example indices, kept in file order; all indices if no limit."""
-    if limit is None or limit >= size:
-        return list(range(size))
-    generator = torch.Generator().manual_seed(seed)
-    return sorted(torch.randperm(size, generator=generator)[:limit].tolist())
-
-
 def _encode_split(dataset, tokenizer, max_length: int, keep: list[int] | None = None) -> Encoded:
     if keep is not None and len(keep) < len(dataset):
         dataset = dataset.select(keep)
@@ -36,8 +27,15 @@ def _encode_split(dataset, tokenizer, max_length: int, keep: list[int] | None = 
 
 
 def load_task_data(task: TaskSpec, data_dir: str | None, tokenizer, max_length: int,
-                   max_train_examples: int | None, seed: int, with_train: bool = True) -> TaskData:
-    """Read the training split (optional) and every dev split of `task`; record the files' hashes."""
+                   max_train_examples: int | None, seed: int, with_train: bool = True, max_eval_examples: int | None = None,
+                   stride: int = 128, split_by_article: float | None = None) -> TaskData:
+    """Read the training split (optional) and every dev split of `task`; record the files' hashes.
+
+    `stride` and `split_by_article` concern SQuAD only (see `bequest.data.squad`)."""
+    if task.question_answering:
+        train, dev, hashes = load_squad_data(task, data_dir, tokenizer, max_length, stride, max_train_examples,
+                                             max_eval_examples, split_by_article, seed, with_train)
+        return TaskData(task=task, train=train, dev={"dev": dev}, file_hashes=hashes)
     splits = (("train",) if with_train else ()) + task.dev_splits
     raw = {split: load_glue_split(task, split, data_dir) for split in splits}
     if data_dir is None:  # the hub's own content fingerprint stands in for a file hash
@@ -48,5 +46,6 @@ def load_task_data(task: TaskSpec, data_dir: str | None, tokenizer, max_length: 
     if with_train:
         keep = subsample(len(raw["train"]), max_train_examples, seed)
         train = _encode_split(raw["train"], tokenizer, max_length, keep)
-    dev = {split: _encode_split(raw[split], tokenizer, max_length) for split in task.dev_splits}
+    dev = {split: _encode_split(raw[split], tokenizer, max_length, subsample(len(raw[split]), max_eval_examples, seed))
+           for split in task.dev_splits}
     return TaskData(task=task, train=train, dev=dev, file_hashes=hashes)

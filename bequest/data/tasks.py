@@ -1,4 +1,4 @@
-"""The nine GLUE tasks: one place that says how each is labelled and scored."""
+"""The tasks: the nine GLUE tasks and SQuAD v1.1/v2.0; one place that says how each is labelled and scored."""
 
 from __future__ import annotations
 
@@ -18,16 +18,24 @@ class TaskSpec:
     metrics: tuple[str, ...]
     main_metric: str
     dev_splits: tuple[str, ...]
+    question_answering: bool = False  # extractive QA: start/end logits over the tokens, not classes
 
     @property
     def is_regression(self) -> bool:
         """STS-B predicts a score, so it has no label names."""
-        return not self.label_names
+        return not self.label_names and not self.question_answering
 
     @property
     def num_labels(self) -> int:
-        """Width of the model's output layer: one unit for a regression score."""
+        """Width of the model's output layer: one unit for a regression score, start and end for QA."""
+        if self.question_answering:
+            return 2
         return 1 if self.is_regression else len(self.label_names)
+
+    @property
+    def unanswerable(self) -> bool:
+        """SQuAD v2.0 has questions whose answer is not in the context."""
+        return self.name == "squad_v2"
 
 
 _BINARY = ("0", "1")
@@ -58,6 +66,17 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+# Metric names follow the official SQuAD evaluation scripts (v2.0 adds the HasAns/NoAns splits).
+QA_TASKS: dict[str, TaskSpec] = {
+    "squad": TaskSpec("squad", "squad", "rajpurkar/squad", (), ("exact_match", "f1"), "f1", ("dev",), True),
+    "squad_v2": TaskSpec("squad_v2", "squad", "rajpurkar/squad_v2", (),
+                         ("exact_match", "f1", "HasAns_exact_match", "HasAns_f1", "NoAns_exact_match", "NoAns_f1"), "f1",
+                         ("dev",), True),
+}
+_QA_ALIASES = {"squad": "squad", "squad1": "squad", "squadv1": "squad", "squadv11": "squad", "squad2": "squad_v2",
+               "squadv2": "squad_v2", "squadv20": "squad_v2"}
+
+
 def normalize_task_name(name: str) -> str:
     """Fold the spellings people use ("SST-2", "sst_2", "STS-B") onto the canonical key."""
     return name.strip().lower().replace("-", "").replace("_", "")
@@ -65,8 +84,9 @@ def normalize_task_name(name: str) -> str:
 
 def get_task(name: str) -> TaskSpec:
     """Look a task up by any common spelling, so users can type the GLUE folder name or the hub name."""
-    spec = TASKS.get(normalize_task_name(name))
+    key = normalize_task_name(name).replace(".", "")
+    spec = TASKS.get(key) or QA_TASKS.get(_QA_ALIASES.get(key, ""))
     if spec is None:
-        known = ", ".join(TASKS)
-        raise BequestError(f"unknown GLUE task {name!r}: use one of {known}")
+        known = ", ".join([*TASKS, *QA_TASKS])
+        raise BequestError(f"unknown task {name!r}: use one of {known}")
     return spec

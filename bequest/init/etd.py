@@ -17,7 +17,7 @@ from bequest.errors import BequestError
 from bequest.init.extract import Selection, extract, ffn_size, head_size, shares_heads
 from bequest.init.importance import SCORERS, Scores, choose
 from bequest.models.capture import run_captured
-from bequest.objectives.logits import task_loss
+from bequest.objectives.logits import batch_task_loss
 from bequest.objectives.terms import MLM, mlm_head
 
 
@@ -78,10 +78,6 @@ def _mlm_loss(teacher: nn.Module, source: str, tokenizer, batches: list[dict], s
     return loss
 
 
-def _task_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    return task_loss(model(**model_inputs(batch)).logits, batch["labels"])
-
-
 def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, data, on_task: bool, pad_token_id: int,
                     seed: int, tokenizer=None, teacher_source: str | None = None) -> tuple[nn.Module, Selection, Scores]:
     """Score the teacher's units, keep the best at the target shape from `layers`, and cut the student out.
@@ -96,7 +92,7 @@ def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, 
             count = max(spec.batches, spec.head_steps if not on_task else 0)
             batches = [data.batch(b, pad_token_id) for b in order[:count]]
             if on_task:
-                loss_fn = _task_loss
+                loss_fn = batch_task_loss
             else:
                 loss_fn = _mlm_loss(teacher, teacher_source, tokenizer, batches, spec.head_steps)
             scores = SCORERS["taylor"](teacher, batches=batches[: spec.batches], loss_fn=loss_fn, seed=seed)

@@ -18,6 +18,7 @@ from torch import nn
 
 from bequest.errors import BequestError
 from bequest.models.loading import layer_list
+from bequest.objectives.logits import output_logits
 
 # Where each layer keeps its query/key/value projections, relative to the layer module.
 PROJECTIONS = (
@@ -112,7 +113,7 @@ def run_captured(model: nn.Module, inputs: dict[str, torch.Tensor], hidden: bool
     return Captured(
         mask=inputs["attention_mask"],
         num_heads=model.config.num_attention_heads,
-        logits=getattr(output, "logits", None),
+        logits=output_logits(output),
         hidden=tuple(output.hidden_states) if hidden else (),
         queries=store["queries"],
         keys=store["keys"],

@@ -16,6 +16,7 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
+    AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
@@ -113,12 +114,17 @@ def _from_pretrained(auto_class, name: str, **kwargs):
         ) from None
 
 
-def load_classifier(name: str, num_labels: int, **kwargs) -> tuple[nn.Module, bool]:
-    """Load a sequence-classification model; also say whether its task head came from the checkpoint.
+def task_model_class(task):
+    """The Auto class of a task's models: extractive QA (start/end logits) or sequence classification."""
+    return AutoModelForQuestionAnswering if task.question_answering else AutoModelForSequenceClassification
 
-    The head counts as trained when no classifier weight had to be created or resized.
+
+def load_task_model(name: str, task, **kwargs) -> tuple[nn.Module, bool]:
+    """Load a model with `task`'s head; also say whether that head came from the checkpoint.
+
+    The head counts as trained when no head weight had to be created or resized.
     """
-    model, info = _from_pretrained(AutoModelForSequenceClassification, name, num_labels=num_labels,
+    model, info = _from_pretrained(task_model_class(task), name, num_labels=task.num_labels,
                                    ignore_mismatched_sizes=True, **kwargs)
     return model, not info["missing_keys"] and not info["mismatched_keys"]
 

@@ -13,6 +13,7 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, PretrainedConfig
 
 from bequest.config import ObjectivesConfig
+from bequest.data.tasks import QA_TASKS
 from bequest.errors import BequestError
 from bequest.models.capture import Captured
 from bequest.models.loading import resolve_model
@@ -36,7 +37,7 @@ class Term(nn.Module):
 
 class Task(Term):
     def forward(self, student, teacher, labels):
-        return task_loss(student.logits, labels)
+        return task_loss(student.logits, labels, student.mask)
 
 
 class LogitKD(Term):
@@ -45,7 +46,7 @@ class LogitKD(Term):
         self.alpha, self.temperature = alpha, temperature
 
     def forward(self, student, teacher, labels):
-        return kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature)
+        return kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature, student.mask)
 
 
 class _Projected(Term):
@@ -269,9 +270,9 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
             head, decoder, _ = mlm_head(student, teacher, teacher_source)
             term = MLM(head, decoder, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
         elif name == "ptp":
-            if student.num_labels == 1:
+            if student.num_labels == 1 or task in QA_TASKS:
                 raise BequestError(f"{where} builds its classes from the teacher's class predictions; a regression "
-                                   "task has none: use kd or pkd")
+                                   "or question-answering task has none: use kd or pkd")
             defaults = PTP_THRESHOLDS.get(task, (None, None))
             t1, t2 = spec.t1 or defaults[0], spec.t2 or defaults[1]
             term = PTP(s_width, (t1, t2) if t1 and t2 else None)

@@ -21,13 +21,13 @@ from torch import nn
 
 from bequest import __version__
 from bequest.config import RunConfig
-from bequest.data.features import Encoded, model_inputs
+from bequest.data.features import Encoded
 from bequest.data.task_data import TaskData
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
 from bequest.io import building_dir, replacing, write_json
-from bequest.models.loading import load_classifier, weights_fingerprint
-from bequest.objectives.logits import task_loss
+from bequest.models.loading import load_task_model, weights_fingerprint
+from bequest.objectives.logits import batch_task_loss
 from bequest.train.loop import train
 from bequest.train.runtime import resolved_precision
 
@@ -41,6 +41,9 @@ def _key(*parts) -> str:
 
 
 def label_maps(task) -> dict:
+    """Class names for the config of a task model; QA heads have none (start and end are not classes)."""
+    if task.question_answering:
+        return {}
     names = task.label_names or ("score",)
     return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
 
@@ -48,7 +51,7 @@ def label_maps(task) -> dict:
 def load_teacher(config: RunConfig, task) -> tuple[nn.Module, bool]:
     """The teacher as a classifier for `task`, and whether its task head came from the checkpoint."""
     torch.manual_seed(config.seed)  # a freshly created task head starts the same every time
-    return load_classifier(config.teacher.model, task.num_labels, **label_maps(task))
+    return load_task_model(config.teacher.model, task, **label_maps(task))
 
 
 def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: Accelerator,
@@ -63,7 +66,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
     folder = cache_root(config) / "teachers" / f"{task.name}-{key}"
     record = {"model": config.teacher.model, "finetuned_by_bequest": True, "path": str(folder)}
     if (folder / "bequest_teacher.json").is_file():
-        model, _ = load_classifier(str(folder), task.num_labels)
+        model, _ = load_task_model(str(folder), task)
         return model, {**record, "cache_hit": True}
 
     partial = folder.with_name(folder.name + ".partial")
@@ -71,13 +74,13 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
     log = train(
         model,
         data.train,
-        lambda m, batch: task_loss(m(**model_inputs(batch)).logits, batch["labels"]),
+        batch_task_loss,
         settings,
         seed=config.seed,
         pad_token_id=pad,
         accelerator=accelerator,
         checkpoint_dir=partial / "checkpoints",
-        evaluate=lambda m: evaluate(m, task, data.dev, config.eval.batch_size, pad),
+        evaluate=lambda m: evaluate(m, task, data.dev, config.eval.batch_size, pad, config.qa),
         desc=f"fine-tuning teacher on {task.name}",
     )
     history = log["evaluations"]
@@ -88,7 +91,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
         write_json(tmp / "bequest_teacher.json", {**record, "task": task.name, "seed": config.seed,
                                                    "finetune": settings.model_dump(), "history": history})
     shutil.rmtree(partial, ignore_errors=True)
-    return model, {**record, "cache_hit": False, "history": history}
+    return model, {**record, "cache_hit": False, "history": history, "train_seconds": round(log["seconds"], 1)}
 
 
 def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_token_id: int) -> torch.Tensor:
