@@ -111,5 +111,19 @@ def merge(
     merge_wid_checkpoint(run_dir, student, output, overwrite)
 
 
+@app.command()
+@user_errors
+def report(
+    runs: Annotated[list[Path], typer.Argument(help="run directories, or folders that hold them (searched recursively)")],
+    output: Annotated[Path, typer.Option(help="the folder to write report.{md,csv,html}, pareto.png and curves.png to")],
+    overwrite: Annotated[bool, typer.Option(help="replace report files already in the output folder")] = False,
+) -> None:
+    """Compare finished runs: mean and sd over seeds, score retained, size, speed; tables and plots."""
+    from bequest.report import write_report
+
+    table = write_report(runs, output, overwrite)
+    print(f"{len(table)} models from the runs compared: {Path(output) / 'report.md'}")
+
+
 def main() -> None:
     app()

@@ -1,0 +1,156 @@
+"""`bequest report`: finished run directories -> one comparison table and its plots.
+
+Each run's results.json gives a row per model (the teacher and every student). Rows of the same
+task and model name from runs that differ only in their seed are one group: the table gives the
+mean and standard deviation of the main score over the seeds, the score retained against the
+run's own teacher, size, latency, speed-up and training time. It is written as Markdown, CSV and
+HTML; `pareto.png` plots score against speed-up with each task's Pareto front, `curves.png` the
+per-epoch dev score (held-out loss on a corpus) of every model.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import matplotlib
+import pandas as pd
+
+from bequest.errors import BequestError
+from bequest.io import write_text
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+OUTPUTS = ("report.md", "report.csv", "report.html", "pareto.png", "curves.png")
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Every finished run directory (one holding results.json) at or below `paths`."""
+    runs = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise BequestError(f"{path} does not exist: give run directories, or folders that hold them")
+        runs += [path] if (path / "results.json").is_file() else sorted(p.parent for p in path.rglob("results.json"))
+    if not runs:
+        raise BequestError(f"no finished run (results.json) in {', '.join(map(str, paths))}: run a recipe to the end first")
+    return list(dict.fromkeys(runs))
+
+
+def run_rows(run_dir: Path) -> list[dict]:
+    """One row per model of a finished run."""
+    try:
+        results = json.loads((run_dir / "results.json").read_text())
+        metric, teacher = results["main_metric"], results["teacher"]
+        models = [("teacher", teacher), *results["students"].items()]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise BequestError(f"{run_dir / 'results.json'} is not a bequest results file ({error}): remove it or re-run") from None
+    task = results["task"] or "corpus"
+    teacher_score = teacher.get("dev", {}).get(metric)
+    seed = next((row.get("seed") for _, row in models[1:]), None)  # the run's seed, recorded with each student
+    rows = []
+    for name, row in models:
+        score = row["dev"][metric] if "dev" in row else row.get("heldout_loss")
+        rows.append({"task": task, "model": name, "run": str(run_dir), "seed": seed, "metric": metric,
+                     "score": score, "retained": score / teacher_score if score is not None and teacher_score else None,
+                     "layers": row["num_layers"], "parameters": row["parameters"], "latency_ms": row["latency_ms"],
+                     "speedup": row["speedup"], "train_seconds": row.get("train_seconds"),
+                     "init": row.get("init", "teacher"), "objectives": row.get("objectives", "-")})
+    return rows
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return statistics.mean(values) if values else None
+
+
+def aggregate(rows: list[dict]) -> pd.DataFrame:
+    """Mean and standard deviation (0 for one seed) over the runs of each (task, model)."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["model"]), []).append(row)
+    table = []
+    for (task, model), members in groups.items():
+        scores = [m["score"] for m in members if m["score"] is not None]
+        table.append({"task": task, "model": model, "metric": members[0]["metric"], "runs": len(members),
+                      "score_mean": _mean(scores), "score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                      "retained": _mean([m["retained"] for m in members]), "layers": members[0]["layers"],
+                      "parameters": members[0]["parameters"], "latency_ms": _mean([m["latency_ms"] for m in members]),
+                      "speedup": _mean([m["speedup"] for m in members]),
+                      "train_seconds": _mean([m["train_seconds"] for m in members]),
+                      "init": members[0]["init"], "objectives": members[0]["objectives"]})
+    return pd.DataFrame(table)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both speed-up and score (higher is better for both)."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any(ox >= x and oy >= y and (ox, oy) != (x, y) for ox, oy in points)]
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    lines = ["| task | model | runs | score (mean ± sd) | retained | layers | parameters | latency ms | speed-up | training s | init | objectives |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in table.to_dict("records"):
+        retained = f"{row['retained']:.1%}" if pd.notna(row["retained"]) else "-"
+        train = f"{row['train_seconds']:.0f}" if pd.notna(row["train_seconds"]) else "-"
+        lines.append(f"| {row['task']} | {row['model']} | {row['runs']} | {row['metric']} {row['score_mean']:.4f} ± {row['score_std']:.4f} | "
+                     f"{retained} | {row['layers']} | {row['parameters'] / 1e6:.1f}M | {row['latency_ms']:.1f} | {row['speedup']:.2f}x | "
+                     f"{train} | {row['init']} | {row['objectives']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_pareto(table: pd.DataFrame, path: Path) -> None:
+    tasks = list(dict.fromkeys(table["task"]))
+    figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
+    for axis, task in zip(axes[0], tasks):
+        mine = table[table["task"] == task].reset_index(drop=True)
+        points = list(zip(mine["speedup"], mine["score_mean"]))
+        axis.errorbar(mine["speedup"], mine["score_mean"], yerr=mine["score_std"], fmt="o", capsize=3)
+        for (x, y), name in zip(points, mine["model"]):
+            axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if mine["task"].iloc[0] != "corpus":  # a loss is lower-better: no front drawn
+            front = sorted(points[i] for i in pareto_front(points))
+            axis.plot(*zip(*front), "r--", label="Pareto front")
+            axis.legend()
+        axis.set_xlabel("speed-up vs teacher")
+        axis.set_ylabel(mine["metric"].iloc[0])
+        axis.set_title(task)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _plot_curves(rows: list[dict], path: Path) -> None:
+    figure, axis = plt.subplots(figsize=(7, 4.2))
+    for row in rows:
+        log = Path(row["run"]) / "logs" / f"{row['model']}.json"
+        if not log.is_file():  # a teacher that was not fine-tuned by bequest has no curve
+            continue
+        history = [h.get(row["metric"]) for h in json.loads(log.read_text())]
+        label = f"{row['task']} {row['model']}" + (f" (seed {row['seed']})" if row["seed"] is not None else "")
+        axis.plot(range(1, len(history) + 1), history, marker=".", label=label)
+    axis.set_xlabel("epoch (all stages)")
+    axis.set_ylabel("dev score / held-out loss")
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(paths: list[Path], output: Path, overwrite: bool) -> pd.DataFrame:
+    """Aggregate the runs under `paths` into `output`/report.{md,csv,html}, pareto.png, curves.png."""
+    output = Path(output)
+    existing = [name for name in OUTPUTS if (output / name).exists()]
+    if existing and not overwrite:
+        raise BequestError(f"{output} already holds {', '.join(existing)}: pass --overwrite to replace them, or --output elsewhere")
+    rows = [row for run in find_runs(paths) for row in run_rows(run)]
+    table = aggregate(rows)
+    output.mkdir(parents=True, exist_ok=True)
+    write_text(output / "report.md", _markdown(table))
+    write_text(output / "report.csv", table.to_csv(index=False))
+    write_text(output / "report.html", table.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+    _plot_pareto(table, output / "pareto.png")
+    _plot_curves(rows, output / "curves.png")
+    return table
