@@ -113,6 +113,18 @@ def merge(
 
 @app.command()
 @user_errors
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="YAML with recipe, grid (recipe key -> values) and output_dir")],
+    data_dir: Annotated[str | None, typer.Option(help="local data folder for every run (default: the recipe's data.dir, else the hub)")] = None,
+) -> None:
+    """Run a recipe over a grid of overrides (skipping finished runs, resuming interrupted ones), then report."""
+    from bequest.sweep import run_sweep
+
+    run_sweep(sweep_file, [("data.dir", data_dir)] if data_dir else [])
+
+
+@app.command()
+@user_errors
 def report(
     runs: Annotated[list[Path], typer.Argument(help="run directories, or folders that hold them (searched recursively)")],
     output: Annotated[Path, typer.Option(help="the folder to write report.{md,csv,html}, pareto.png and curves.png to")],

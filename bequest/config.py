@@ -416,22 +416,28 @@ def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
 
 def load_config(path: str | Path, overrides: list[tuple[str, object]] = ()) -> RunConfig:
     """Read a recipe, apply (key, value) overrides, validate. Use `parse_assignment` for `--set` text."""
-    path = Path(path)
-    if not path.is_file():
-        raise BequestError(f"recipe {path} not found: give the path of a YAML recipe, e.g. recipes/quickstart.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError:
-        raise BequestError(f"recipe {path} is not UTF-8 text: save it as UTF-8") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise BequestError(f"recipe {path}{line} is not valid YAML: {getattr(error, 'problem', error)}") from None
-    if not isinstance(raw, dict):
-        raise BequestError(f"recipe {path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "recipe", "recipes/quickstart.yaml")
     for key, value in overrides:
         apply_override(raw, key, value)
     return parse_config(raw, str(path))
+
+
+def read_yaml_mapping(path: str | Path, what: str, example: str) -> dict:
+    """A YAML file that must hold a mapping (a recipe, a sweep), with one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise BequestError(f"{what} {path} not found: give the path of a YAML {what}, e.g. {example}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise BequestError(f"{what} {path} is not UTF-8 text: save it as UTF-8") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise BequestError(f"{what} {path}{line} is not valid YAML: {getattr(error, 'problem', error)}") from None
+    if not isinstance(raw, dict):
+        raise BequestError(f"{what} {path} must be a mapping of keys to values, not a {type(raw).__name__}")
+    return raw
 
 
 def dump_config(config: RunConfig) -> str:

@@ -1,7 +1,8 @@
 """`bequest report`: finished run directories -> one comparison table and its plots.
 
-Each run's results.json gives a row per model (the teacher and every student). Rows of the same
-task and model name from runs that differ only in their seed are one group: the table gives the
+Each run's results.json gives a row per model (the teacher and every student). Rows whose
+settings are the same but for the seed (for a student: task, data, teacher and its own section
+of the recipe; for the teacher: task, data and teacher) are one group: the table gives the
 mean and standard deviation of the main score over the seeds, the score retained against the
 run's own teacher, size, latency, speed-up and training time. It is written as Markdown, CSV and
 HTML; `pareto.png` plots score against speed-up with each task's Pareto front, `curves.png` the
@@ -10,15 +11,18 @@ per-epoch dev score (held-out loss on a corpus) of every model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
+import yaml
 
 from bequest.errors import BequestError
 from bequest.io import write_text
+from bequest.pipeline import RECIPE_FILE
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,21 +42,29 @@ def find_runs(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(runs))
 
 
+def settings_key(recipe: dict, model: str) -> str:
+    """A hash of what decides a model's result apart from the seed: rows with equal keys are seeds of one setting."""
+    shared = {key: value for key, value in recipe.items() if key in ("task", "corpus", "data", "qa", "teacher")}
+    own = [student for student in recipe.get("students", []) if student.get("name") == model]
+    return hashlib.sha256(json.dumps([shared, own], sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 def run_rows(run_dir: Path) -> list[dict]:
     """One row per model of a finished run."""
     try:
         results = json.loads((run_dir / "results.json").read_text())
         metric, teacher = results["main_metric"], results["teacher"]
         models = [("teacher", teacher), *results["students"].items()]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise BequestError(f"{run_dir / 'results.json'} is not a bequest results file ({error}): remove it or re-run") from None
+        recipe = yaml.safe_load((run_dir / RECIPE_FILE).read_text())
+    except (OSError, yaml.YAMLError, json.JSONDecodeError, KeyError, TypeError) as error:
+        raise BequestError(f"{run_dir} is not a finished bequest run ({error}): remove it or re-run it") from None
     task = results["task"] or "corpus"
     teacher_score = teacher.get("dev", {}).get(metric)
     seed = next((row.get("seed") for _, row in models[1:]), None)  # the run's seed, recorded with each student
     rows = []
     for name, row in models:
         score = row["dev"][metric] if "dev" in row else row.get("heldout_loss")
-        rows.append({"task": task, "model": name, "run": str(run_dir), "seed": seed, "metric": metric,
+        rows.append({"task": task, "model": name, "settings": settings_key(recipe, name), "run": str(run_dir), "seed": seed, "metric": metric,
                      "score": score, "retained": score / teacher_score if score is not None and teacher_score else None,
                      "layers": row["num_layers"], "parameters": row["parameters"], "latency_ms": row["latency_ms"],
                      "speedup": row["speedup"], "train_seconds": row.get("train_seconds"),
@@ -66,14 +78,14 @@ def _mean(values: list) -> float | None:
 
 
 def aggregate(rows: list[dict]) -> pd.DataFrame:
-    """Mean and standard deviation (0 for one seed) over the runs of each (task, model)."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """Mean and standard deviation (0 for one seed) over the runs of each (task, model, settings)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["task"], row["model"]), []).append(row)
+        groups.setdefault((row["task"], row["model"], row["settings"]), []).append(row)
     table = []
-    for (task, model), members in groups.items():
+    for (task, model, settings), members in groups.items():
         scores = [m["score"] for m in members if m["score"] is not None]
-        table.append({"task": task, "model": model, "metric": members[0]["metric"], "runs": len(members),
+        table.append({"task": task, "model": model, "settings": settings, "metric": members[0]["metric"], "runs": len(members),
                       "score_mean": _mean(scores), "score_std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
                       "retained": _mean([m["retained"] for m in members]), "layers": members[0]["layers"],
                       "parameters": members[0]["parameters"], "latency_ms": _mean([m["latency_ms"] for m in members]),
@@ -90,12 +102,12 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    lines = ["| task | model | runs | score (mean ± sd) | retained | layers | parameters | latency ms | speed-up | training s | init | objectives |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| task | model | settings | runs | score (mean ± sd) | retained | layers | parameters | latency ms | speed-up | training s | init | objectives |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in table.to_dict("records"):
         retained = f"{row['retained']:.1%}" if pd.notna(row["retained"]) else "-"
         train = f"{row['train_seconds']:.0f}" if pd.notna(row["train_seconds"]) else "-"
-        lines.append(f"| {row['task']} | {row['model']} | {row['runs']} | {row['metric']} {row['score_mean']:.4f} ± {row['score_std']:.4f} | "
+        lines.append(f"| {row['task']} | {row['model']} | {row['settings']} | {row['runs']} | {row['metric']} {row['score_mean']:.4f} ± {row['score_std']:.4f} | "
                      f"{retained} | {row['layers']} | {row['parameters'] / 1e6:.1f}M | {row['latency_ms']:.1f} | {row['speedup']:.2f}x | "
                      f"{train} | {row['init']} | {row['objectives']} |")
     return "\n".join(lines) + "\n"
@@ -108,8 +120,9 @@ def _plot_pareto(table: pd.DataFrame, path: Path) -> None:
         mine = table[table["task"] == task].reset_index(drop=True)
         points = list(zip(mine["speedup"], mine["score_mean"]))
         axis.errorbar(mine["speedup"], mine["score_mean"], yerr=mine["score_std"], fmt="o", capsize=3)
-        for (x, y), name in zip(points, mine["model"]):
-            axis.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        repeated = mine["model"].duplicated(keep=False)  # one model name, several settings: name them apart
+        for (x, y), name, settings, twin in zip(points, mine["model"], mine["settings"], repeated):
+            axis.annotate(f"{name} {settings}" if twin else name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if mine["task"].iloc[0] != "corpus":  # a loss is lower-better: no front drawn
             front = sorted(points[i] for i in pareto_front(points))
             axis.plot(*zip(*front), "r--", label="Pareto front")
