@@ -306,6 +306,8 @@ class RuntimeConfig(_Section):
     compile: bool = Field(False, description="torch.compile the models being trained (measured slower on a 2-core CPU)")
     teacher_cache_mb: float = Field(
         2048, ge=0, description="memory for the teacher's hidden states/Q/K/V cached as fp16; above it the teacher runs every step")
+    trackers: list[Literal["tensorboard", "mlflow"]] = Field(
+        default_factory=list, description="also log every training loss and evaluation to these, in <run dir>/trackers")
 
 
 class RunConfig(_Section):

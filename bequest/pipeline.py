@@ -477,12 +477,13 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     """Run a whole recipe; return (and write to results.json) the scores, sizes and speeds."""
     started = time.perf_counter()
     set_seed(config.seed)
-    accelerator = make_accelerator(config.runtime)
+    accelerator = make_accelerator(config.runtime, config.run_dir / "trackers")
     inputs = check_inputs(config, accelerator)
     prepare_run_dir(config, resume, overwrite)
     run = inputs.run
     if not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
+    accelerator.init_trackers(config.name)  # no-op without runtime.trackers
     # a resumed session records its own environment beside the first one's, which it never replaces
     resumed = len(list(run.dir.glob("environment*.json")))
     write_json(run.dir / (f"environment.resumed-{resumed}.json" if resume else "environment.json"), environment(run))
@@ -521,6 +522,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     write_json(run.dir / "results.json", results)
+    accelerator.end_training()
     print_table(results)
     console.print(f"results: {run.dir / 'results.json'}")
     return results

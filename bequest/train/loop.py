@@ -122,6 +122,12 @@ def train(
     # (the same steps in a resumed run), so a step never waits for its loss to reach Python
     pending = torch.zeros((), dtype=torch.float64, device=accelerator.device)
 
+    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", desc)  # one tracker section per model and stage
+
+    def track(record: dict) -> None:
+        """An evaluation record to the run's trackers (none unless runtime.trackers asks)."""
+        accelerator.log({f"{tag}/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
+
     def flush() -> None:
         nonlocal pending
         value = pending.item()
@@ -154,9 +160,11 @@ def train(
                 record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
                           **evaluate(model)}
                 state["evaluations"] = state["evaluations"] + [record]
+                track(record)
                 model.train()
             if state["step"] % cfg.log_every == 0:
                 state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
+                accelerator.log({f"{tag}/curve_loss": state["curve"][-1]["train_loss"]}, step=state["step"])
                 state["window_sum"] = 0.0
                 progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
                                      ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
@@ -167,6 +175,7 @@ def train(
         if evaluate is not None:
             record.update(evaluate(model))
         progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        track(record)
         state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
         finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
         _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state)

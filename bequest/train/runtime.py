@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
@@ -24,12 +27,18 @@ def resolved_precision(runtime: RuntimeConfig) -> str:
     return runtime.precision
 
 
-def make_accelerator(runtime: RuntimeConfig) -> Accelerator:
+def make_accelerator(runtime: RuntimeConfig, project_dir: Path | None = None) -> Accelerator:
+    """The accelerator of a run; with `runtime.trackers`, logging to them under `project_dir` once
+    `init_trackers` is called."""
     precision = resolved_precision(runtime)
+    for tracker, package in (("tensorboard", "tensorboard"), ("mlflow", "mlflow")):
+        if tracker in runtime.trackers and importlib.util.find_spec(package) is None:
+            raise BequestError(f"runtime.trackers {tracker} needs its package: pip install {package}")
     if precision == "fp16" and not torch.cuda.is_available():
         raise BequestError("runtime.precision fp16 needs a CUDA GPU: use bf16 (CPUs with AVX512-BF16/AMX run it fast) or fp32")
     plugin = TorchDynamoPlugin(backend="inductor", dynamic=True) if runtime.compile else None
     # accelerate keeps precision and compilation per process; one process may run several recipes
     # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
     AcceleratorState._reset_state()
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, dynamo_plugin=plugin)
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, dynamo_plugin=plugin,
+                       log_with=runtime.trackers or None, project_dir=project_dir)
