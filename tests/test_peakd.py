@@ -124,6 +124,26 @@ def test_ptp_then_pkd_with_sps_runs_and_exports_an_ordinary_model(tmp_path, tiny
     assert f"{row['sps_trained_parameters']:,} parameters" in card and "run twice" in card
 
 
+def test_the_ptp_stage_trains_the_encoder_and_hands_its_weights_to_the_kd_stage(tmp_path, tiny_teacher, tiny_glue, monkeypatch):
+    import bequest.pipeline as pipeline
+
+    stages, real = [], pipeline.train
+
+    def spy(distiller, *args, **kwargs):
+        before = {k: v.clone() for k, v in distiller.student.state_dict().items()}
+        log = real(distiller, *args, **kwargs)
+        stages.append((set(distiller.terms), before, {k: v.clone() for k, v in distiller.student.state_dict().items()}))
+        return log
+
+    monkeypatch.setattr(pipeline, "train", spy)  # the distillation stages; the teacher trains through its own import
+    run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[PTP_THEN_KD])))
+    (ptp_terms, ptp_start, ptp_end), (kd_terms, kd_start, _) = stages
+    assert ptp_terms == {"ptp"} and kd_terms == {"kd", "pkd"}
+    trained = [k for k in ptp_start if not torch.equal(ptp_start[k], ptp_end[k])]
+    assert any(".layer.0.attention.self.query" in k for k in trained) and not any("classifier" in k for k in trained)
+    assert ptp_end.keys() == kd_start.keys() and all(torch.equal(ptp_end[k], kd_start[k]) for k in ptp_end)
+
+
 def test_ptp_is_refused_for_regression_and_on_a_corpus(tmp_path, tiny_teacher, tiny_glue):
     student = {"name": "s", "layers": 2, "objectives": {"ptp": {}}}
     with pytest.raises(BequestError, match="regression"):
