@@ -426,9 +426,10 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         "wid_merge_error": merge_error, "sps_trained_parameters": shared_parameters, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
-    if run.task and run.task.question_answering:  # what `bequest evaluate` needs to read answers and find the dev part again
-        record.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article,
-                      max_eval_examples=config.data.max_eval_examples)
+    if run.task:  # what `bequest evaluate` needs to score the same dev examples (SQuAD: and to read answers) again
+        record["max_eval_examples"] = config.data.max_eval_examples
+    if run.task and run.task.question_answering:
+        record.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article)
     with building_dir(folder) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
