@@ -127,8 +127,21 @@ def heldout_loss(distiller: Distiller, data: Segments, batch_size: int, pad_toke
     return total / len(data)
 
 
-def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
-    """Refuse to touch an existing directory unless asked, and never delete one bequest did not make."""
+def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, accelerator: Accelerator) -> None:
+    """Refuse to touch an existing directory unless asked, and never delete one bequest did not make.
+
+    Every process checks (the same files, so the same answer, and every process exits on a refusal);
+    only the main process deletes, once all have looked."""
+    doomed = _run_dir_leftovers(config, resume, overwrite)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for path in doomed:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    accelerator.wait_for_everyone()
+
+
+def _run_dir_leftovers(config: RunConfig, resume: bool, overwrite: bool) -> list[Path]:
+    """What starting (or resuming) the run must delete first; a BequestError if it may not start."""
     run_dir = config.run_dir
     ours = (run_dir / RECIPE_FILE).is_file()
     if resume and overwrite:
@@ -141,9 +154,7 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
                 f"the recipe differs from the one {run_dir} was started with ({run_dir / RECIPE_FILE}): "
                 "resume with the same recipe and overrides, or start a new run with --output-dir"
             )
-        for leftover in run_dir.glob(".*.tmp"):  # half-written exports of the killed process
-            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        return
+        return list(run_dir.glob(".*.tmp"))  # half-written exports of the killed process
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise BequestError(
@@ -152,7 +163,8 @@ def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool) -> None:
             )
         if not ours:
             raise BequestError(f"{run_dir} is not a bequest run directory (no {RECIPE_FILE}): refusing to delete it, choose another --output-dir")
-        shutil.rmtree(run_dir)
+        return [run_dir]
+    return []
 
 
 @dataclass
@@ -287,7 +299,8 @@ def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tup
     model, chosen = init_student(teacher, student.init, student.layers, run.config.seed)
     if student.wid:  # trained wrapped in compactors, merged to the target width at the end
         spec = student.wid
-        model = Compacting(model, spec, mask_log=run.dir / "logs" / f"{student.name}.wid_masks.jsonl")
+        log = run.dir / "logs" / f"{student.name}.wid_masks.jsonl" if run.accelerator.is_main_process else None
+        model = Compacting(model, spec, mask_log=log)
         return model, chosen, f"{start} + WID compactors ({spec.strategy}-wise, to hidden {spec.hidden_size})", None
     return model, chosen, start, None
 
@@ -372,7 +385,8 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     if student.sps:
         model = share_layers(model, student.sps.mode)
         start = f"{start} + SPS ({student.sps.mode}): {model.config.num_hidden_layers // 2} layers of parameters run twice"
-    if extraction is not None:
+    main = run.accelerator.is_main_process  # under DDP the others train alongside it and write nothing
+    if extraction is not None and main:
         write_json(run.dir / "logs" / f"{student.name}.extraction.json", extraction)
     stages = student.all_stages()
     history, curve, seconds, examples = [], [], 0.0, 0
@@ -415,8 +429,9 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
     shared_parameters = None
     if student.sps:  # exported as the ordinary 2N-layer model it computes
         shared_parameters, model = count_parameters(model), unroll(model)
-    write_json(run.dir / "logs" / f"{student.name}.json", history)
-    write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
+    if main:
+        write_json(run.dir / "logs" / f"{student.name}.json", history)
+        write_json(run.dir / "logs" / f"{student.name}.curve.json", curve)
     record = {
         "name": student.name, "task": config.task, "metrics": list(run.task.metrics) if run.task else [],
         "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size, "init": start, "layers_from": chosen,
@@ -430,19 +445,26 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         record["max_eval_examples"] = config.data.max_eval_examples
     if run.task and run.task.question_answering:
         record.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article)
+    if main:
+        export_student(run, model, record, history, folder)
+    run.accelerator.wait_for_everyone()
+    return {k: v for k, v in record.items() if k != "recipe"}
+
+
+def export_student(run: Run, model: nn.Module, record: dict, history: list[dict], folder: Path) -> None:
+    """Write the student's model folder (scored as written, not in memory) and drop its checkpoints."""
     with building_dir(folder) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
-        if run.task:  # the score of the folder as written, not of the in-memory model
+        if run.task:
             record["dev"] = run.score(run.auto_class.from_pretrained(tmp, use_safetensors=True).to(run.accelerator.device))
         else:
             record["heldout_loss"] = history[-1]["heldout_loss"]
         write_model_card(tmp, record)
         write_record(tmp, record)
-    shutil.rmtree(run.dir / "checkpoints" / student.name, ignore_errors=True)
+    shutil.rmtree(run.dir / "checkpoints" / record["name"], ignore_errors=True)
     if (run.dir / "checkpoints").is_dir() and not any((run.dir / "checkpoints").iterdir()):
         (run.dir / "checkpoints").rmdir()
-    return {k: v for k, v in record.items() if k != "recipe"}
 
 
 @torch.no_grad()
@@ -480,14 +502,15 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     set_seed(config.seed)
     accelerator = make_accelerator(config.runtime, config.run_dir / "trackers")
     inputs = check_inputs(config, accelerator)
-    prepare_run_dir(config, resume, overwrite)
+    prepare_run_dir(config, resume, overwrite, accelerator)
     run = inputs.run
-    if not resume:
+    main = accelerator.is_main_process  # under DDP (accelerate launch) the only process that writes
+    if main and not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
     accelerator.init_trackers(config.name)  # no-op without runtime.trackers
-    # a resumed session records its own environment beside the first one's, which it never replaces
-    resumed = len(list(run.dir.glob("environment*.json")))
-    write_json(run.dir / (f"environment.resumed-{resumed}.json" if resume else "environment.json"), environment(run))
+    if main:  # a resumed session records its own environment beside the first one's, which it never replaces
+        resumed = len(list(run.dir.glob("environment*.json")))
+        write_json(run.dir / (f"environment.resumed-{resumed}.json" if resume else "environment.json"), environment(run))
 
     if run.task:
         data = TaskData(run.task, run.train, run.dev, run.file_hashes)
@@ -495,14 +518,18 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     else:
         teacher, teacher_info = inputs.teacher, {"model": config.teacher.model, "finetuned_by_bequest": False}
     teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).to(accelerator.device).eval()
-    if "history" in teacher_info:
-        write_json(run.dir / "logs" / "teacher.json", teacher_info.pop("history"))
+    history = teacher_info.pop("history", None)
+    if history is not None and main:
+        write_json(run.dir / "logs" / "teacher.json", history)
     teacher_info.update(parameters=count_parameters(teacher), num_layers=teacher.config.num_hidden_layers,
                         task=config.task, metrics=list(run.task.metrics) if run.task else [])
     if run.task:
         teacher_info["dev"] = run.score(teacher)
 
     students = {s.name: build_student(run, s, teacher, teacher_info) for s in config.students}
+    if not main:  # the main process measures, writes and prints the results
+        accelerator.end_training()
+        return {}
     loaded = {name: run.auto_class.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
               for name in students}
     settings = config.eval

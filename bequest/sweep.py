@@ -41,6 +41,7 @@ from bequest.errors import BequestError
 from bequest.io import write_json
 from bequest.pipeline import RECIPE_FILE, run_recipe
 from bequest.report import write_report
+from bequest.train.runtime import is_main_process
 
 console = Console(stderr=True)
 
@@ -102,6 +103,7 @@ def plan(path: str | Path, overrides: list[tuple[str, object]] = ()) -> tuple[Pa
 def run_sweep(path: str | Path, overrides: list[tuple[str, object]] = ()) -> Path:
     """Run (or continue) every run of the sweep, then write the report; return the report folder."""
     output, runs = plan(path, overrides)
+    main = is_main_process()  # under accelerate launch every process runs the sweep; one writes
     index = []
     for number, (name, point, config) in enumerate(runs, 1):
         run_dir = config.run_dir
@@ -115,8 +117,10 @@ def run_sweep(path: str | Path, overrides: list[tuple[str, object]] = ()) -> Pat
             run_recipe(config, resume=status == "resumed")
         index.append({"name": name, "overrides": dict(point), "run_dir": str(run_dir), "status": status,
                       "seconds": round(time.perf_counter() - started, 1)})
-        write_json(output / "sweep.json", index)
+        if main:
+            write_json(output / "sweep.json", index)
     report = output / "report"
-    write_report([Path(entry["run_dir"]) for entry in index], report, overwrite=True)
-    console.print(f"sweep done: {len(runs)} runs in {output}; comparison in {report / 'report.md'}")
+    if main:
+        write_report([Path(entry["run_dir"]) for entry in index], report, overwrite=True)
+        console.print(f"sweep done: {len(runs)} runs in {output}; comparison in {report / 'report.md'}")
     return report

@@ -2,7 +2,13 @@
 
 It owns what every method needs and nothing a method decides: batch order, optimiser and
 schedule, checkpoints, resume, evaluation per epoch. The method is the `loss_fn(model, batch)`
-it is given. A run killed at any point resumes from its last checkpoint and ends bit-identical
+it is given; it returns the mean loss of the batch's examples.
+
+Under `accelerate launch` / `torchrun` (DDP) every process takes every N-th example of each
+global batch and scales its loss by its share of the batch, so the averaged gradient is the one
+a single process computes on the whole batch: the same recipe gives the same model on 1 or N
+processes (up to float rounding, dropout draws and token-averaged losses, which are averaged per
+process). A batch with fewer examples than processes is skipped. Only the main process writes. A run killed at any point resumes from its last checkpoint and ends bit-identical
 to an uninterrupted run: the batch order is a function of (seed, epoch), and the checkpoint
 holds the weights, optimiser, schedule, RNG state and the position inside the epoch.
 """
@@ -57,7 +63,28 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict) -> None:
+def _global_batches(lengths: list[int], cfg: TrainConfig, seed: int, epoch: int, processes: int) -> list[list[int]]:
+    """The epoch's batches, less one too small to give every process an example."""
+    batches = training_batches(lengths, cfg.batch_size, seed, epoch, cfg.group_by_length)
+    return [batch for batch in batches if len(batch) >= processes]
+
+
+def process_share(global_batch: list[int], rank: int, processes: int) -> tuple[list[int], float]:
+    """This process's examples of a global batch (every N-th: a length-sorted batch splits evenly)
+    and its loss weight. DDP averages the processes' gradients; weighting each process's mean loss
+    by its share of the batch times N makes that average the gradient of the whole batch's mean loss."""
+    mine = global_batch[rank::processes]
+    return mine, processes * len(mine) / len(global_batch)
+
+
+def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict, accelerator: Accelerator) -> None:
+    """The main process writes; the others wait, so every process can read the checkpoint afterwards."""
+    if accelerator.is_main_process:
+        _write_checkpoint(directory, model, optimizer, scheduler, state)
+    accelerator.wait_for_everyone()
+
+
+def _write_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict) -> None:
     final = directory / f"checkpoint-{state['step']}"
     if final.exists():
         return
@@ -101,7 +128,9 @@ def train(
 
     If `checkpoint_dir` holds a checkpoint, training continues from it.
     """
-    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    full, rest = divmod(len(data), cfg.batch_size)
+    steps_per_epoch = full + (rest >= world)  # see _global_batches
     total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
     epochs = math.ceil(total_steps / steps_per_epoch)
     optimizer = _optimizer(model, cfg, accelerator.device)
@@ -116,7 +145,8 @@ def train(
     bare = accelerator.unwrap_model(model)
     lengths = data.lengths
 
-    progress = tqdm(total=total_steps, initial=state["step"], desc=desc, unit="step", dynamic_ncols=True)
+    progress = tqdm(total=total_steps, initial=state["step"], desc=desc, unit="step", dynamic_ncols=True,
+                    disable=not accelerator.is_main_process)
     started, examples = time.perf_counter(), 0
     # losses add up on the device and are read back only at log, checkpoint and epoch boundaries
     # (the same steps in a resumed run), so a step never waits for its loss to reach Python
@@ -130,17 +160,19 @@ def train(
 
     def flush() -> None:
         nonlocal pending
-        value = pending.item()
+        value = accelerator.reduce(pending, "mean").item()  # every process flushes at the same steps
         state["loss_sum"] += value
         state["window_sum"] += value
         pending = torch.zeros_like(pending)
 
     while state["epoch"] < epochs:
-        batches = training_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
+        batches = _global_batches(lengths, cfg, seed, state["epoch"], world)
         model.train()
         while state["batch"] < len(batches) and state["step"] < total_steps:
-            batch = {k: v.to(accelerator.device) for k, v in data.batch(batches[state["batch"]], pad_token_id).items()}
-            loss = loss_fn(model, batch)
+            global_batch = batches[state["batch"]]
+            mine, weight = process_share(global_batch, rank, world)
+            batch = {k: v.to(accelerator.device) for k, v in data.batch(mine, pad_token_id).items()}
+            loss = loss_fn(model, batch) * weight
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
@@ -149,7 +181,7 @@ def train(
             pending += loss.detach()
             state["step"] += 1
             state["batch"] += 1
-            examples += len(batch["index"])
+            examples += len(global_batch)
             progress.update(1)
             inside = state["batch"] < len(batches) and state["step"] < total_steps  # not the epoch's or run's last step
             checkpoint = state["step"] % cfg.checkpoint_every == 0 and inside
@@ -158,7 +190,7 @@ def train(
                 flush()
             if evaluation:
                 record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
-                          **evaluate(model)}
+                          **evaluate(bare)}
                 state["evaluations"] = state["evaluations"] + [record]
                 track(record)
                 model.train()
@@ -169,16 +201,16 @@ def train(
                 progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
                                      ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
             if checkpoint:
-                _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state)
+                _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state, accelerator)
         flush()
         record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"]}
         if evaluate is not None:
-            record.update(evaluate(model))
+            record.update(evaluate(bare))
         progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
         track(record)
         state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
         finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
-        _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state)
+        _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state, accelerator)
     progress.close()
     return {"evaluations": state["evaluations"], "curve": state["curve"],
             "seconds": time.perf_counter() - started, "examples": examples}

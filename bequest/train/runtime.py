@@ -1,14 +1,18 @@
-"""How fast, not what: mixed precision and compilation, through accelerate."""
+"""How fast and where, not what: mixed precision, compilation and processes, through accelerate.
+
+Started by `accelerate launch` or `torchrun` with several processes, a run trains with DDP: on
+GPUs over NCCL, on a machine without one over gloo, one CPU process per launcher slot."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.state import AcceleratorState
-from accelerate.utils import TorchDynamoPlugin
+from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 
 from bequest.config import RuntimeConfig
 from bequest.errors import BequestError
@@ -27,6 +31,16 @@ def resolved_precision(runtime: RuntimeConfig) -> str:
     return runtime.precision
 
 
+def cpu_processes() -> bool:
+    """Several launched processes and no GPU: accelerate goes multi-process on CPUs only when told to."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def is_main_process() -> bool:
+    """Whether this process writes shared files (always, unless launched as one of several)."""
+    return PartialState(cpu=cpu_processes()).is_main_process
+
+
 def make_accelerator(runtime: RuntimeConfig, project_dir: Path | None = None) -> Accelerator:
     """The accelerator of a run; with `runtime.trackers`, logging to them under `project_dir` once
     `init_trackers` is called."""
@@ -40,5 +54,7 @@ def make_accelerator(runtime: RuntimeConfig, project_dir: Path | None = None) ->
     # accelerate keeps precision and compilation per process; one process may run several recipes
     # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
     AcceleratorState._reset_state()
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, dynamo_plugin=plugin,
-                       log_with=runtime.trackers or None, project_dir=project_dir)
+    # a stage may leave parameters out of its loss (an unused pooler, PTP's head after its stage)
+    unused = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, dynamo_plugin=plugin, cpu=cpu_processes(),
+                       log_with=runtime.trackers or None, project_dir=project_dir, kwargs_handlers=[unused])

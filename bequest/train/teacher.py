@@ -85,17 +85,20 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
     )
     history = log["evaluations"]
     model = accelerator.unwrap_model(model)
-    with building_dir(folder) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_json(tmp / "bequest_teacher.json", {**record, "task": task.name, "seed": config.seed,
-                                                   "finetune": settings.model_dump(), "history": history})
-    shutil.rmtree(partial, ignore_errors=True)
+    if accelerator.is_main_process:  # under DDP every process holds the same weights
+        with building_dir(folder) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json(tmp / "bequest_teacher.json", {**record, "task": task.name, "seed": config.seed,
+                                                       "finetune": settings.model_dump(), "history": history})
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
     return model, {**record, "cache_hit": False, "history": history, "train_seconds": round(log["seconds"], 1)}
 
 
 def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_token_id: int) -> torch.Tensor:
-    """The teacher's logits on every example of `data`, computed once and cached on disk."""
+    """The teacher's logits on every example of `data`, computed once and cached on disk (under DDP
+    by every process: each writes the same file atomically, so none reads a partial one)."""
     path = cache_root(config) / "logits" / f"{_key(weights_fingerprint(teacher), data.fingerprint())}.safetensors"
     if path.is_file():
         return load_file(str(path))["logits"]
