@@ -57,7 +57,7 @@ from bequest.objectives.logits import output_logits
 from bequest.objectives.terms import build_terms, ptp_thresholds
 from bequest.train.distiller import Distiller
 from bequest.train.loop import latest_checkpoint, train
-from bequest.train.runtime import make_accelerator, resolved_precision
+from bequest.train.runtime import finish_trackers, make_accelerator, resolved_precision
 from bequest.train.teacher import (
     cache_root,
     label_maps,
@@ -528,7 +528,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
 
     students = {s.name: build_student(run, s, teacher, teacher_info) for s in config.students}
     if not main:  # the main process measures, writes and prints the results
-        accelerator.end_training()
+        finish_trackers(accelerator)
         return {}
     loaded = {name: run.auto_class.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
               for name in students}
@@ -550,7 +550,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     write_json(run.dir / "results.json", results)
-    accelerator.end_training()
+    finish_trackers(accelerator)
     print_table(results)
     console.print(f"results: {run.dir / 'results.json'}")
     return results

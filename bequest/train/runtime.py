@@ -41,6 +41,13 @@ def is_main_process() -> bool:
     return PartialState(cpu=cpu_processes()).is_main_process
 
 
+def finish_trackers(accelerator: Accelerator) -> None:
+    """Close the run's trackers. Not accelerate's end_training: that also ends the process group,
+    which the next run of a sweep in the same processes still needs (it ends with the process)."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
 def make_accelerator(runtime: RuntimeConfig, project_dir: Path | None = None) -> Accelerator:
     """The accelerator of a run; with `runtime.trackers`, logging to them under `project_dir` once
     `init_trackers` is called."""
