@@ -100,18 +100,27 @@ def plan(path: str | Path, overrides: list[tuple[str, object]] = ()) -> tuple[Pa
     return output, runs
 
 
+def progress(index: list[dict], runs: list, swept: float) -> str:
+    """Time so far and, from the mean time of the runs this sweep trained, an estimate of the rest."""
+    trained = [entry["seconds"] for entry in index if entry["status"] != "finished earlier, skipped"]
+    if not trained:
+        return ""
+    left = (len(runs) - len(index)) * sum(trained) / len(trained)
+    return f"; {(time.perf_counter() - swept) / 60:.1f} min so far, about {left / 60:.0f} min left"
+
+
 def run_sweep(path: str | Path, overrides: list[tuple[str, object]] = ()) -> Path:
     """Run (or continue) every run of the sweep, then write the report; return the report folder."""
     output, runs = plan(path, overrides)
     main = is_main_process()  # under accelerate launch every process runs the sweep; one writes
-    index = []
+    index, swept = [], time.perf_counter()
     for number, (name, point, config) in enumerate(runs, 1):
         run_dir = config.run_dir
         if (run_dir / "results.json").is_file():
             status = "finished earlier, skipped"
         else:
             status = "resumed" if (run_dir / RECIPE_FILE).is_file() else "run"
-        console.rule(f"sweep {number}/{len(runs)}: {name} ({status})")
+        console.rule(f"sweep {number}/{len(runs)}: {name} ({status}){progress(index, runs, swept)}")
         started = time.perf_counter()
         if status != "finished earlier, skipped":
             run_recipe(config, resume=status == "resumed")

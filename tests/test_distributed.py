@@ -9,12 +9,11 @@ import sys
 
 import pytest
 import torch
+from conftest import tiny_recipe, write_tiny_encoder
 from safetensors.torch import load_file
 
 from bequest.config import TrainConfig
 from bequest.train.loop import _global_batches, process_share
-
-from conftest import tiny_recipe, write_tiny_encoder
 
 # per-example-mean losses only: a token-averaged one (hidden states) is averaged per process
 STUDENTS = [

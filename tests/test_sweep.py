@@ -4,6 +4,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from conftest import tiny_recipe
 
 from bequest.errors import BequestError
-from bequest.sweep import grid_points, plan, point_name, run_sweep
+from bequest.sweep import grid_points, plan, point_name, progress, run_sweep
 
 BEQUEST = str(Path(sys.executable).parent / "bequest")
 
@@ -70,3 +71,13 @@ def test_sweep_runs_skips_resumes_and_reports(tmp_path, tiny_teacher, tiny_glue)
     assert statuses == ["finished earlier, skipped", "resumed"]
     assert (runs[1] / "results.json").is_file()
     assert (runs[1] / "student" / "model.safetensors").stat().st_mtime_ns == exported
+
+
+def test_progress_estimates_the_rest_from_the_runs_trained_here():
+    runs = [None] * 5
+    assert progress([], runs, time.perf_counter()) == ""
+    skipped = {"status": "finished earlier, skipped", "seconds": 0.0}
+    assert progress([skipped], runs, time.perf_counter()) == ""  # nothing trained yet: no estimate
+    index = [skipped, {"status": "run", "seconds": 120.0}, {"status": "resumed", "seconds": 240.0}]
+    # 2 runs left x the 180 s mean of the two trained
+    assert progress(index, runs, time.perf_counter() - 600).endswith("10.0 min so far, about 6 min left")
