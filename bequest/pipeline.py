@@ -522,7 +522,8 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     if history is not None and main:
         write_json(run.dir / "logs" / "teacher.json", history)
     teacher_info.update(parameters=count_parameters(teacher), num_layers=teacher.config.num_hidden_layers,
-                        task=config.task, metrics=list(run.task.metrics) if run.task else [])
+                        hidden_size=teacher.config.hidden_size, task=config.task,
+                        metrics=list(run.task.metrics) if run.task else [])
     if run.task:
         teacher_info["dev"] = run.score(teacher)
 
