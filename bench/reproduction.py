@@ -97,6 +97,10 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def _mean_or_dash(values: list[float]) -> str:
+    return f"{statistics.mean(values):.0f}" if values else "- (cached)"
+
+
 def score_tables(rows: list[dict]) -> list[str]:
     lines = []
     for question, (_, pairs) in SWEEPS.items():
@@ -105,14 +109,16 @@ def score_tables(rows: list[dict]) -> list[str]:
             continue
         metric = mine[0]["metric"]
         lines += [f"### {question} ({mine[0]['task']}, dev {metric}, seeds {sorted({r['seed'] for r in mine})})", "",
-                  f"| model | layers x hidden | parameters | dev {metric} | retained | latency ms |", "|---|---|---|---|---|---|"]
+                  f"| model | layers x hidden | parameters | dev {metric} | retained | latency ms | training s |",
+                  "|---|---|---|---|---|---|---|"]
         teacher = {r["seed"]: r["score"] for r in mine if r["model"] == "teacher"}
         for model in dict.fromkeys(r["model"] for r in mine):
             group = [r for r in mine if r["model"] == model]
             retained = [r["score"] / teacher[r["seed"]] for r in group]
             lines.append(f"| {model} | {group[0]['layers']} x {group[0]['hidden']} | {group[0]['parameters'] / 1e6:.1f}M | "
                          f"{mean_sd([r['score'] for r in group])} | {statistics.mean(retained):.3f} | "
-                         f"{statistics.mean(r['latency_ms'] for r in group):.0f} |")
+                         f"{statistics.mean(r['latency_ms'] for r in group):.0f} | "
+                         f"{_mean_or_dash([r['train_seconds'] for r in group if r['train_seconds'] is not None])} |")
         lines += ["", "| comparison | difference per seed | mean ± sd |", "|---|---|---|"]
         for variant, baseline in pairs:
             by_seed = {r["seed"]: r["score"] for r in mine if r["model"] == baseline}
