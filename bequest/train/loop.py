@@ -7,10 +7,12 @@ it is given; it returns the mean loss of the batch's examples.
 Under `accelerate launch` / `torchrun` (DDP) every process takes every N-th example of each
 global batch and scales its loss by its share of the batch, so the averaged gradient is the one
 a single process computes on the whole batch: the same recipe gives the same model on 1 or N
-processes (up to float rounding, dropout draws and token-averaged losses, which are averaged per
-process). A batch with fewer examples than processes is skipped. Only the main process writes. A run killed at any point resumes from its last checkpoint and ends bit-identical
-to an uninterrupted run: the batch order is a function of (seed, epoch), and the checkpoint
-holds the weights, optimiser, schedule, RNG state and the position inside the epoch.
+processes (up to float rounding, random draws and token-averaged losses, which are averaged per
+process). A batch with fewer examples than processes is skipped. Only the main process writes.
+
+A run killed at any point resumes from its last checkpoint and ends bit-identical to an
+uninterrupted run: the batch order is a function of (seed, epoch), and the checkpoint holds the
+weights, optimiser, schedule, RNG state and the position inside the epoch.
 """
 
 from __future__ import annotations
