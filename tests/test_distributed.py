@@ -9,9 +9,11 @@ import sys
 
 import pytest
 import torch
+from accelerate import Accelerator
 from conftest import tiny_recipe, write_tiny_encoder
 from safetensors.torch import load_file
 
+import bequest.train.loop as loop
 from bequest.config import TrainConfig
 from bequest.train.loop import _global_batches, process_share
 
@@ -91,3 +93,34 @@ def test_two_processes_train_the_same_models_as_one(tmp_path, tiny_glue):
     assert len(masks[1]) == len(masks[0]) == 16
     leftovers = [p.name for p in (runs["ddp"] / "run").rglob("*") if p.name.endswith(".tmp") or p.name == "checkpoints"]
     assert leftovers == []
+
+
+class _OneOfTwo(Accelerator):
+    """A single-process accelerator that tells the loop it is process `rank` of 2."""
+
+    num_processes = 2
+
+    def __init__(self, rank: int):
+        super().__init__(cpu=True)
+        self.rank = rank
+
+    @property
+    def process_index(self) -> int:
+        return self.rank
+
+
+def test_each_process_trains_on_its_share_only(tmp_path):
+    from test_training import _data, _model
+
+    data, cfg = _data(), TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3)
+    seen = {}
+    for rank in (0, 1):
+        def loss_fn(model, batch, rank=rank):
+            seen.setdefault(rank, []).append(batch["index"].tolist())
+            return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float().pow(2).mean()
+
+        loop.train(_model(), data, loss_fn, cfg, seed=11, pad_token_id=0, accelerator=_OneOfTwo(rank),
+                   checkpoint_dir=tmp_path / str(rank))
+    expected = _global_batches(data.lengths, cfg, 11, 0, 2)  # 70 examples: 8 batches of 8 and one of 6
+    assert [sorted(a + b) for a, b in zip(seen[0], seen[1])] == [sorted(batch) for batch in expected]
+    assert [len(a) for a in seen[0]] == [len(batch) // 2 for batch in expected]
