@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -19,19 +20,39 @@ app = typer.Typer(
 )
 
 
+class Terminated(Exception):
+    """SIGTERM, turned into an exception so a run stops the way Ctrl-C stops it."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def user_errors(command):
-    """Turn BequestError into one line on stderr and exit code 2; Ctrl-C into a hint to resume."""
+    """Turn BequestError (and a write refused for space or permission) into one line on stderr and exit
+    code 2; Ctrl-C and SIGTERM into a line saying how to resume."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from bequest.io import as_os_error, write_failure
+
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return command(*args, **kwargs)
         except BequestError as error:
             print(f"error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            print("interrupted: run the same command with --resume to continue", file=sys.stderr)
-            raise typer.Exit(130) from None
+        except Exception as error:  # a write refused for want of space or permission, wherever it happened
+            cause = as_os_error(error)
+            failure = write_failure(cause, Path(cause.filename or ".")) if cause is not None else None
+            if failure is None:
+                raise
+            print(f"error: {failure}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except (KeyboardInterrupt, Terminated) as stop:
+            name = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            print(f"{name}: run the same command with --resume to continue", file=sys.stderr)
+            raise typer.Exit(143 if isinstance(stop, Terminated) else 130) from None
 
     return wrapper
 
@@ -69,8 +90,8 @@ def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="an exported model folder")],
     task: Annotated[str, typer.Option(help="GLUE task (e.g. sst2), squad or squad_v2")],
     data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the hub)")] = None,
-    max_length: Annotated[int | None, typer.Option(help="default: the value the model was trained with, else 128")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="default: the value the model was scored with, else 32")] = None,
+    max_length: Annotated[int | None, typer.Option(min=8, help="default: the value the model was trained with, else 128")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="default: the value the model was scored with, else 32")] = None,
     output: Annotated[Path | None, typer.Option(help="where to write the scores (default: MODEL_DIR/eval_<task>.json)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing scores file")] = False,
 ) -> None:
@@ -138,4 +159,17 @@ def report(
 
 
 def main() -> None:
-    app()
+    """The `bequest` executable: as `app()`, but a command-line usage error (unknown option, a value out of
+    range, a missing argument) is one line too."""
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as help_:
+        help_.show()
+        code = 2
+    except UsageError as error:
+        where = error.ctx.command_path if error.ctx else "bequest"
+        print(f"error: {error.format_message()} (see {where} --help)", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)

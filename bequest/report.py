@@ -22,7 +22,7 @@ import yaml
 
 from bequest.errors import BequestError
 from bequest.io import write_text
-from bequest.pipeline import RECIPE_FILE
+from bequest.run_dir import RECIPE_FILE
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -68,8 +68,21 @@ def run_rows(run_dir: Path) -> list[dict]:
                      "score": score, "retained": score / teacher_score if score is not None and teacher_score else None,
                      "layers": row["num_layers"], "parameters": row["parameters"], "latency_ms": row["latency_ms"],
                      "speedup": row["speedup"], "train_seconds": row.get("train_seconds"),
-                     "init": row.get("init", "teacher"), "objectives": row.get("objectives", "-")})
+                     "init": row.get("init", "teacher"), "objectives": row.get("objectives", "-"),
+                     "teacher_path": teacher.get("path", teacher.get("model"))})
     return rows
+
+
+def distinct_teachers(rows: list[dict]) -> list[dict]:
+    """The rows less repeats of one teacher: runs that share a cached fine-tuned teacher (same path) have
+    one teacher between them, which counts once in its group, not once per run."""
+    seen, kept = set(), []
+    for row in rows:
+        identity = (row["model"], row["settings"], row["teacher_path"]) if row["model"] == "teacher" else None
+        if identity is None or identity not in seen:
+            kept.append(row)
+        seen.add(identity)
+    return kept
 
 
 def _mean(values: list) -> float | None:
@@ -155,10 +168,12 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
 def write_report(paths: list[Path], output: Path, overwrite: bool) -> pd.DataFrame:
     """Aggregate the runs under `paths` into `output`/report.{md,csv,html}, pareto.png, curves.png."""
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise BequestError(f"--output {output} is a file: give the folder to write the report to")
     existing = [name for name in OUTPUTS if (output / name).exists()]
     if existing and not overwrite:
         raise BequestError(f"{output} already holds {', '.join(existing)}: pass --overwrite to replace them, or --output elsewhere")
-    rows = [row for run in find_runs(paths) for row in run_rows(run)]
+    rows = distinct_teachers([row for run in find_runs(paths) for row in run_rows(run)])
     table = aggregate(rows)
     output.mkdir(parents=True, exist_ok=True)
     write_text(output / "report.md", _markdown(table))

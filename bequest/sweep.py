@@ -39,8 +39,9 @@ from bequest.config import (
 )
 from bequest.errors import BequestError
 from bequest.io import write_json
-from bequest.pipeline import RECIPE_FILE, run_recipe
+from bequest.pipeline import check_models, run_recipe
 from bequest.report import write_report
+from bequest.run_dir import is_run_dir
 from bequest.train.runtime import is_main_process
 
 console = Console(stderr=True)
@@ -94,6 +95,7 @@ def plan(path: str | Path, overrides: list[tuple[str, object]] = ()) -> tuple[Pa
         name = point_name(number, point)
         try:
             config = load_config(path.parent / sweep.recipe, [*fixed, *point, ("output_dir", str(output / name))])
+            check_models(config)  # the teacher and every student's shape, before the first run trains anything
         except BequestError as error:
             raise BequestError(f"sweep {path}, run {name}: {error}") from None
         runs.append((name, point, config))
@@ -119,7 +121,7 @@ def run_sweep(path: str | Path, overrides: list[tuple[str, object]] = ()) -> Pat
         if (run_dir / "results.json").is_file():
             status = "finished earlier, skipped"
         else:
-            status = "resumed" if (run_dir / RECIPE_FILE).is_file() else "run"
+            status = "resumed" if is_run_dir(run_dir) else "run"
         console.rule(f"sweep {number}/{len(runs)}: {name} ({status}){progress(index, runs, swept)}")
         started = time.perf_counter()
         if status != "finished earlier, skipped":

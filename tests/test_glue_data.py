@@ -8,9 +8,10 @@ import datasets
 import pytest
 
 from bequest.data import glue
-from bequest.data.glue import glue_split_path, load_glue_split, sha256_file
+from bequest.data.glue import glue_split_path, load_glue_split
 from bequest.data.tasks import TASKS, get_task
 from bequest.errors import BequestError
+from bequest.io import sha256_file
 
 # ---------------------------------------------------------------- task specs
 

@@ -69,6 +69,9 @@ def test_a_wid_run_killed_mid_schedule_resumes_to_the_same_student(task_run, tin
     first = load_file(str(folder / "run" / "wid" / "model.safetensors"))
     second = load_file(str(tmp_path / "run" / "wid" / "model.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
+    # the updates the resumed run repeated after its checkpoint replace their lines: 16 updates, once each, as uninterrupted
+    log = "logs/wid.wid_masks.jsonl"
+    assert (tmp_path / "run" / log).read_text() == (folder / "run" / log).read_text()
 
 
 @pytest.mark.parametrize("wid, message", [

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
-from bequest.data.glue import sha256_file
 from bequest.errors import BequestError
-from bequest.io import replacing
+from bequest.io import cached_arrays, sha256_file
 
 MIN_SEGMENT = 8  # shorter document tails are dropped: they teach little and cost a batch slot
 
@@ -152,13 +150,13 @@ def load_segments(corpus, tokenizer, max_length: int, cache_dir: Path) -> tuple[
     key = hashlib.sha256(json.dumps([sorted(hashes.values()), vocabulary, max_length]).encode()).hexdigest()[:20]
     path = Path(cache_dir) / "corpus" / f"{key}.safetensors"
     token_types = "token_type_ids" in tokenizer.model_input_names
-    if path.is_file():
-        saved = load_file(str(path))
-        return Segments(saved["ids"], saved["sizes"], token_types), hashes
-    ids, sizes = _segment(documents if documents is not None else file_documents(files), tokenizer, max_length, source)
-    with replacing(path) as tmp:
-        save_file({"ids": ids, "sizes": sizes}, str(tmp))
-    return Segments(ids, sizes, token_types), hashes
+
+    def tokenise() -> dict[str, np.ndarray]:
+        ids, sizes = _segment(documents if documents is not None else file_documents(files), tokenizer, max_length, source)
+        return {"ids": ids, "sizes": sizes}
+
+    saved = cached_arrays(path, key, tokenise)
+    return Segments(saved["ids"], saved["sizes"], token_types), hashes
 
 
 def split_segments(segments: Segments, heldout: int, limit: int | None, seed: int) -> tuple[Segments, Segments]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,11 +41,15 @@ class Encoded:
                        labels=[self.labels[i] for i in indices])
 
     def fingerprint(self) -> str:
-        """A hash of the token ids: names the data a cached teacher output belongs to."""
+        """A hash of every model input and label: names the data a fine-tuned teacher or a cached
+        teacher output belongs to, so flipping one label or one token makes a new one."""
         digest = hashlib.sha256()
-        for ids in self.inputs["input_ids"]:
-            digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-            digest.update(b"|")
+        for name in sorted(self.inputs):
+            digest.update(name.encode())
+            for row in self.inputs[name]:
+                digest.update(np.asarray(row, dtype=np.int64).tobytes())
+                digest.update(b"|")
+        digest.update(json.dumps(self.labels, default=float).encode())
         return digest.hexdigest()
 
 

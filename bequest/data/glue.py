@@ -18,14 +18,15 @@ skipped; any other row whose column count differs from the header's is an error.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from bequest.data.tasks import TaskSpec, normalize_task_name
 from bequest.errors import BequestError
+
+if TYPE_CHECKING:
+    import datasets
 
 HUB_DATASET = "nyu-mll/glue"
 
@@ -57,6 +58,8 @@ _LAYOUTS: dict[str, _Layout] = {
 
 def _features(task: TaskSpec) -> datasets.Features:
     """The same schema for file and hub loads, so downstream code never sees two shapes."""
+    import datasets  # imported when data is read: a refused command never pays for it
+
     label = datasets.Value("float32") if task.is_regression else datasets.Value("int64")
     return datasets.Features(
         {"text_a": datasets.Value("string"), "text_b": datasets.Value("string"), "label": label}
@@ -98,15 +101,6 @@ def glue_split_path(task: TaskSpec, split: str, data_dir: str | Path) -> Path:
     return path
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex digest of a file's bytes, to pin the exact data a result came from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_glue_split(task: TaskSpec, split: str, data_dir: str | Path | None) -> datasets.Dataset:
     """Load one labelled split: from `data_dir` when given, else from the hub."""
     _check_split(task, split)
@@ -117,6 +111,8 @@ def load_glue_split(task: TaskSpec, split: str, data_dir: str | Path | None) -> 
 
 def _read_tsv(task: TaskSpec, path: Path) -> datasets.Dataset:
     """Parse a GLUE TSV strictly, naming the file and line of the first bad row."""
+    import datasets  # imported when data is read: a refused command never pays for it
+
     layout = _LAYOUTS[task.name]
     label_index = {value: i for i, value in enumerate(task.label_names)}
     text_a: list[str] = []
@@ -190,6 +186,8 @@ def _parse_label(task: TaskSpec, path: Path, line: int, value: str, label_index:
 
 def _load_from_hub(task: TaskSpec, split: str) -> datasets.Dataset:
     """Fetch the split from the hub and reshape it to the local-file columns."""
+    import datasets  # imported when data is read: a refused command never pays for it
+
     layout = _LAYOUTS[task.name]
     hub_split = split.replace("dev", "validation")
     try:

@@ -15,13 +15,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import torch
 
 from bequest.data.features import Encoded, subsample
-from bequest.data.glue import sha256_file
 from bequest.data.tasks import TaskSpec
 from bequest.errors import BequestError
+from bequest.io import sha256_file
 
 FILE_VERSION = {"squad": "v1.1", "squad_v2": "v2.0"}
 
@@ -88,6 +87,8 @@ def load_squad_split(task: TaskSpec, split: str, data_dir: str | Path | None) ->
         return read_squad_json(path), str(path), sha256_file(path)
     hub_split = "validation" if split == "dev" else split
     try:
+        import datasets
+
         raw = datasets.load_dataset(task.hub_name, split=hub_split)
     except Exception as exc:  # no network, hub outage, missing cache: all mean "use local files"
         reason = (str(exc).splitlines() or [""])[0][:200]

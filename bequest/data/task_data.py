@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bequest.data.features import Encoded, encode, subsample
-from bequest.data.glue import glue_split_path, load_glue_split, sha256_file
+from bequest.data.glue import glue_split_path, load_glue_split
 from bequest.data.squad import load_squad_data
 from bequest.data.tasks import TaskSpec
+from bequest.errors import BequestError
+from bequest.io import sha256_file
 
 
 @dataclass
@@ -48,4 +50,9 @@ def load_task_data(task: TaskSpec, data_dir: str | None, tokenizer, max_length: 
         train = _encode_split(raw["train"], tokenizer, max_length, keep)
     dev = {split: _encode_split(raw[split], tokenizer, max_length, subsample(len(raw[split]), max_eval_examples, seed))
            for split in task.dev_splits}
+    for split, encoded in dev.items():
+        if task.is_regression and len(encoded) < 2:  # a correlation of one pair is undefined
+            where = glue_split_path(task, split, data_dir) if data_dir else f"the hub's {task.name} {split} split"
+            raise BequestError(f"{where} gives {len(encoded)} scored pair(s) to evaluate on: {', '.join(task.metrics)} "
+                               "need at least 2 (raise data.max_eval_examples, or use the whole dev file)")
     return TaskData(task=task, train=train, dev=dev, file_hashes=hashes)

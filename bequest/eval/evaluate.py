@@ -11,13 +11,18 @@ from bequest.config import QAConfig
 from bequest.data.features import Encoded
 from bequest.data.task_data import load_task_data
 from bequest.data.tasks import TaskSpec, get_task
-from bequest.errors import BequestError
+from bequest.errors import BequestError, warn
 from bequest.eval.metrics import compute_metrics
 from bequest.eval.predict import predict
 from bequest.eval.squad import best_answers, squad_metrics
 from bequest.export import read_record
 from bequest.io import write_json
-from bequest.models.loading import load_config, load_task_model, load_tokenizer
+from bequest.models.loading import (
+    load_config,
+    load_task_model,
+    load_tokenizer,
+    max_tokens,
+)
 
 
 def evaluate(model: nn.Module, task: TaskSpec, dev: dict[str, Encoded], batch_size: int, pad_token_id: int,
@@ -44,16 +49,23 @@ def evaluate_folder(model_dir, task_name: str, data_dir: str | None, max_length:
     model_dir = Path(model_dir)
     task = get_task(task_name)
     output = Path(output or model_dir / f"eval_{task.name}.json")
+    if output.is_dir():
+        raise BequestError(f"--output {output} is a folder: give the path of the JSON file to write")
     if output.exists() and not overwrite:
         raise BequestError(f"{output} already exists: pass --overwrite to replace it, or --output to write elsewhere")
+    config = load_config(str(model_dir))
     record = read_record(model_dir) or {}
     max_length = max_length or record.get("max_length", 128)
     batch_size = batch_size or record.get("eval_batch_size", 32)
-    config = load_config(str(model_dir))
+    if max_tokens(config) is not None and max_length > max_tokens(config):
+        raise BequestError(f"--max-length {max_length} is longer than {model_dir} takes ({max_tokens(config)} tokens): "
+                           f"give at most {max_tokens(config)}")
     tokenizer = load_tokenizer(str(model_dir), config)
     model, has_head = load_task_model(str(model_dir), task)
     if not has_head:
         raise BequestError(f"{model_dir} has no {task.name} head: evaluate a model trained on {task.name}")
+    if record.get("task") and get_task(record["task"]).name != task.name:
+        warn(f"{model_dir} was trained on {record['task']} (its bequest.json), scoring it on {task.name} as asked")
     # SQuAD: the same windows, answer reading and (for a dev set split by article) held-out part as at export
     qa = QAConfig(**record.get("qa", {}))
     data = load_task_data(task, data_dir, tokenizer, max_length, None, seed=record.get("seed", 0), with_train=False,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
 from bequest.data.tasks import TaskSpec
 
-# Binary F1 scores the positive class 1 ("paraphrase", "duplicate"), as GLUE does for MRPC and QQP.
-_CLASSIFICATION_SCORERS = {
-    "matthews_correlation": matthews_corrcoef,
-    "f1": f1_score,
-    "accuracy": accuracy_score,
-}
+
+def _classification_scorers() -> dict:
+    """scikit-learn's scorers (imported on first use: a refused command never pays for scipy).
+    Binary F1 scores the positive class 1 ("paraphrase", "duplicate"), as GLUE does for MRPC and QQP."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    return {"matthews_correlation": matthews_corrcoef, "f1": f1_score, "accuracy": accuracy_score}
 
 
 def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -24,6 +23,8 @@ def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     predictions = np.asarray(predictions)
     labels = np.asarray(labels)
     if task.is_regression:
+        from scipy.stats import pearsonr, spearmanr
+
         scores = predictions.reshape(-1).astype(np.float64)
         gold = labels.reshape(-1).astype(np.float64)
         if len(scores) != len(gold):
@@ -38,4 +39,5 @@ def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray)
     gold = labels.reshape(-1).astype(np.int64)
     if len(predicted) != len(gold):
         raise ValueError(f"{len(predicted)} predictions for {len(gold)} labels")
-    return {name: float(_CLASSIFICATION_SCORERS[name](gold, predicted)) for name in task.metrics}
+    scorers = _classification_scorers()
+    return {name: float(scorers[name](gold, predicted)) for name in task.metrics}

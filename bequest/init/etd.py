@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from bequest.config import ExtractConfig
 from bequest.data.features import model_inputs, training_batches
@@ -68,7 +69,8 @@ def _mlm_loss(teacher: nn.Module, source: str, tokenizer, batches: list[dict], s
         for p in frozen:
             p.requires_grad_(False)
         try:
-            for step in range(steps):
+            for step in tqdm(range(steps), desc="fitting an MLM head to the teacher", unit="step", leave=False,
+                             dynamic_ncols=True):
                 loss(teacher, batches[step % len(batches)]).backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)

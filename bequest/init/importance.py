@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from bequest.init.extract import (
     ATTENTION_OUTPUT,
@@ -112,7 +113,7 @@ def taylor_scores(model: nn.Module, *, batches: Iterable[dict], loss_fn: Callabl
         output = next(modules[name] for name in ATTENTION_OUTPUT if name in modules)
         handles.append(output.register_forward_pre_hook(watch(index)))
     try:
-        for batch in batches:
+        for batch in tqdm(batches, desc="scoring units (Taylor)", unit="batch", leave=False, dynamic_ncols=True):
             model.zero_grad(set_to_none=True)
             loss_fn(model, batch).backward()
             products = {name: p.detach() * p.grad for name, p in model.named_parameters() if p.grad is not None}

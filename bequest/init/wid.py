@@ -43,6 +43,7 @@ from bequest.init.extract import (
     head_size,
     shares_heads,
 )
+from bequest.io import write_text
 from bequest.models.loading import layer_list
 from bequest.train.loop import OPTIMIZER_SETTINGS
 
@@ -259,9 +260,11 @@ class Compacting(nn.Module):
         for layer in range(self.depth):
             self.kept_ffn[layer] = _mark(self.kept_ffn[layer], scores["ffn"][layer], round(fraction * (total - neurons)))
         if self.mask_log is not None:  # every update, so any checkpoint's masks can be traced
-            self.mask_log.parent.mkdir(parents=True, exist_ok=True)
-            with self.mask_log.open("a") as log:
-                log.write(json.dumps({"step": int(self.step), "update": update, **self.selection().to_json()}) + "\n")
+            # a resumed run repeats the updates after its checkpoint: those lines are replaced, not added again
+            lines = self.mask_log.read_text().splitlines() if self.mask_log.is_file() else []
+            earlier = [line for line in lines if json.loads(line)["update"] < update]
+            entry = json.dumps({"step": int(self.step), "update": update, **self.selection().to_json()})
+            write_text(self.mask_log, "".join(line + "\n" for line in [*earlier, entry]))
 
     def selection(self) -> Selection:
         """The kept channels, as the ETD extractor slices them."""

@@ -16,7 +16,7 @@ from bequest.config import ObjectivesConfig
 from bequest.data.tasks import QA_TASKS
 from bequest.errors import BequestError
 from bequest.models.capture import Captured
-from bequest.models.loading import resolve_model
+from bequest.models.loading import load_pretrained
 from bequest.objectives import losses
 from bequest.objectives.logits import kd_loss, task_loss
 from bequest.objectives.mapping import layer_pairs
@@ -200,7 +200,7 @@ def mlm_head(student: PretrainedConfig, teacher: PretrainedConfig, source: str |
     else a new one. Returns the head, its decoder, and whether trained head weights were found."""
     missing = None
     if source is not None and student.hidden_size == teacher.hidden_size:
-        model, info = AutoModelForMaskedLM.from_pretrained(resolve_model(source), use_safetensors=True, output_loading_info=True)
+        model, info = load_pretrained(AutoModelForMaskedLM, source)
         missing = info["missing_keys"]
     else:
         model = AutoModelForMaskedLM.from_config(student)

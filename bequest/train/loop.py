@@ -19,28 +19,31 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import re
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from accelerate import Accelerator
-from safetensors.torch import load_file, load_model, save_file, save_model
+from accelerate.utils import gather_object
+from safetensors.torch import load_model, save_model
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
 from bequest.config import TrainConfig
 from bequest.data.features import Encoded, training_batches
-from bequest.io import building_dir, write_json
+from bequest.io import building_dir, tensor_bytes, write_json
+from bequest.run_dir import CHECKPOINT_NAME, check_checkpoint, latest_checkpoint
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 OPTIMIZER_SETTINGS = "bequest_optimizer"  # a parameter attribute: {"lr": ..., "weight_decay": ...} of its own
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
@@ -60,11 +63,6 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torc
                              fused=device.type in ("cpu", "cuda"))
 
 
-def latest_checkpoint(directory: Path) -> Path | None:
-    found = [(int(m.group(1)), p) for p in directory.glob("checkpoint-*") if (m := _CHECKPOINT.match(p.name))]
-    return max(found)[1] if found else None
-
-
 def _global_batches(lengths: list[int], cfg: TrainConfig, seed: int, epoch: int, processes: int) -> list[list[int]]:
     """The epoch's batches, less one too small to give every process an example."""
     batches = training_batches(lengths, cfg.batch_size, seed, epoch, cfg.group_by_length)
@@ -79,35 +77,62 @@ def process_share(global_batch: list[int], rank: int, processes: int) -> tuple[l
     return mine, processes * len(mine) / len(global_batch)
 
 
+def rng_state() -> dict:
+    """Every random stream a step may draw from in this process: python, numpy, torch CPU and CUDA."""
+    numpy_state = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]],
+            "torch": torch.get_rng_state().tolist(),
+            "cuda": [s.tolist() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+
+
 def _save_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict, accelerator: Accelerator) -> None:
-    """The main process writes; the others wait, so every process can read the checkpoint afterwards."""
+    """Every process hands its random state to the main process, which writes; the others wait, so
+    every process can read the checkpoint afterwards."""
+    rng = gather_object([rng_state()])
     if accelerator.is_main_process:
-        _write_checkpoint(directory, model, optimizer, scheduler, state)
+        _write_checkpoint(directory, model, optimizer, scheduler, accelerator.scaler, state, rng)
     accelerator.wait_for_everyone()
 
 
-def _write_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, state: dict) -> None:
+def _write_checkpoint(directory: Path, model: nn.Module, optimizer, scheduler, scaler, state: dict, rng: list[dict]) -> None:
     final = directory / f"checkpoint-{state['step']}"
     if final.exists():
         return
-    with building_dir(final) as tmp:
+    # weights, and with the optimizer Adam's two moments per parameter
+    with building_dir(final, tensor_bytes(model) * (3 if optimizer is not None else 1)) as tmp:
         save_model(model, str(tmp / "model.safetensors"))
         if optimizer is not None:  # None once training is over: nothing will step again
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
-        save_file({"torch_rng": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
+            with open(tmp / "optimizer.pt", "wb") as handle:  # a Python file: a full disk is an OSError, not torch's own
+                torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                            "scaler": scaler.state_dict() if scaler is not None else None}, handle)
+        write_json(tmp / "rng.json", rng)  # one entry per process
         write_json(tmp / "state.json", state)
     for old in directory.glob("checkpoint-*"):
-        if old != final and _CHECKPOINT.match(old.name):
+        if old != final and CHECKPOINT_NAME.match(old.name):
             shutil.rmtree(old)
 
 
-def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler) -> dict:
+def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, accelerator: Accelerator) -> dict:
+    check_checkpoint(path)
     load_model(model, str(path / "model.safetensors"))
     if (path / "optimizer.pt").is_file():
         saved = torch.load(path / "optimizer.pt", weights_only=True)  # our own file; weights_only never runs code
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
-    torch.set_rng_state(load_file(str(path / "rng.safetensors"))["torch_rng"])
+        if saved.get("scaler") is not None and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(saved["scaler"])
+    states = json.loads((path / "rng.json").read_text())
+    set_rng_state(states[accelerator.process_index % len(states)])
     return json.loads((path / "state.json").read_text())
 
 
@@ -142,7 +167,7 @@ def train(
     checkpoint_dir = Path(checkpoint_dir)
     resume_from = latest_checkpoint(checkpoint_dir)
     if resume_from is not None:
-        state = _load_checkpoint(resume_from, model, optimizer, scheduler)
+        state = _load_checkpoint(resume_from, model, optimizer, scheduler, accelerator)
     model, optimizer = accelerator.prepare(model, optimizer)
     bare = accelerator.unwrap_model(model)
     lengths = data.lengths
@@ -167,52 +192,54 @@ def train(
         state["window_sum"] += value
         pending = torch.zeros_like(pending)
 
-    while state["epoch"] < epochs:
-        batches = _global_batches(lengths, cfg, seed, state["epoch"], world)
-        model.train()
-        while state["batch"] < len(batches) and state["step"] < total_steps:
-            global_batch = batches[state["batch"]]
-            mine, weight = process_share(global_batch, rank, world)
-            batch = {k: v.to(accelerator.device) for k, v in data.batch(mine, pad_token_id).items()}
-            loss = loss_fn(model, batch) * weight
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            pending += loss.detach()
-            state["step"] += 1
-            state["batch"] += 1
-            examples += len(global_batch)
-            progress.update(1)
-            inside = state["batch"] < len(batches) and state["step"] < total_steps  # not the epoch's or run's last step
-            checkpoint = state["step"] % cfg.checkpoint_every == 0 and inside
-            evaluation = evaluate is not None and cfg.eval_every and state["step"] % cfg.eval_every == 0 and inside
-            if state["step"] % cfg.log_every == 0 or checkpoint or evaluation:
-                flush()
-            if evaluation:
-                record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
-                          **evaluate(bare)}
-                state["evaluations"] = state["evaluations"] + [record]
-                track(record)
-                model.train()
-            if state["step"] % cfg.log_every == 0:
-                state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
-                accelerator.log({f"{tag}/curve_loss": state["curve"][-1]["train_loss"]}, step=state["step"])
-                state["window_sum"] = 0.0
-                progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
-                                     ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
-            if checkpoint:
-                _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state, accelerator)
-        flush()
-        record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"]}
-        if evaluate is not None:
-            record.update(evaluate(bare))
-        progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-        track(record)
-        state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
-        finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
-        _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state, accelerator)
-    progress.close()
+    try:  # the bar is closed before an interruption's message, which must be the last line
+        while state["epoch"] < epochs:
+            batches = _global_batches(lengths, cfg, seed, state["epoch"], world)
+            model.train()
+            while state["batch"] < len(batches) and state["step"] < total_steps:
+                global_batch = batches[state["batch"]]
+                mine, weight = process_share(global_batch, rank, world)
+                batch = {k: v.to(accelerator.device) for k, v in data.batch(mine, pad_token_id).items()}
+                loss = loss_fn(model, batch) * weight
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                pending += loss.detach()
+                state["step"] += 1
+                state["batch"] += 1
+                examples += len(global_batch)
+                progress.update(1)
+                inside = state["batch"] < len(batches) and state["step"] < total_steps  # not the epoch's or run's last step
+                checkpoint = state["step"] % cfg.checkpoint_every == 0 and inside
+                evaluation = evaluate is not None and cfg.eval_every and state["step"] % cfg.eval_every == 0 and inside
+                if state["step"] % cfg.log_every == 0 or checkpoint or evaluation:
+                    flush()
+                if evaluation:
+                    record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
+                              **evaluate(bare)}
+                    state["evaluations"] = state["evaluations"] + [record]
+                    track(record)
+                    model.train()
+                if state["step"] % cfg.log_every == 0:
+                    state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
+                    accelerator.log({f"{tag}/curve_loss": state["curve"][-1]["train_loss"]}, step=state["step"])
+                    state["window_sum"] = 0.0
+                    progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
+                                         ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
+                if checkpoint:
+                    _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state, accelerator)
+            flush()
+            record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"]}
+            if evaluate is not None:
+                record.update(evaluate(bare))
+            progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+            track(record)
+            state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
+            finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
+            _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state, accelerator)
+    finally:
+        progress.close()
     return {"evaluations": state["evaluations"], "curve": state["curve"],
             "seconds": time.perf_counter() - started, "examples": examples}
