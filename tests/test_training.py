@@ -96,6 +96,44 @@ def test_resume_after_a_kill_ends_bit_identical(tmp_path, monkeypatch, kill_at_s
         assert torch.equal(a, b), key
 
 
+def test_resume_restores_python_numpy_and_torch_random_streams(tmp_path, monkeypatch):
+    """A loss that draws from python's, numpy's and torch's generators (as augmentation or masking would):
+    a resumed process whose generators start elsewhere still ends bit-identical."""
+    import random
+
+    import numpy as np
+
+    def noisy_loss(m, b):
+        noise = 1 + 0.1 * (random.random() + float(np.random.rand()) + torch.rand(()).item())
+        return noise * task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+
+    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=4)
+
+    def run(model, directory):
+        return loop.train(model, _data(), noisy_loss, cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True),
+                          checkpoint_dir=directory)
+
+    random.seed(0), np.random.seed(0)
+    reference = _model()
+    run(reference, tmp_path / "reference")
+    real_save = loop._save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    random.seed(0), np.random.seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        run(_model(), tmp_path / "killed")
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
+    random.seed(123), np.random.seed(123), torch.manual_seed(123)  # a fresh process's generators are elsewhere
+    resumed = _model()
+    run(resumed, tmp_path / "killed")
+    for (key, a), b in zip(_weights(reference).items(), _weights(resumed).values()):
+        assert torch.equal(a, b), key
+
+
 def test_a_half_written_checkpoint_is_ignored(tmp_path):
     (tmp_path / ".checkpoint-4.abc.tmp").mkdir()
     (tmp_path / "checkpoint-x").mkdir()
