@@ -20,8 +20,9 @@ app = typer.Typer(
 )
 
 
-class Terminated(Exception):
-    """SIGTERM, turned into an exception so a run stops the way Ctrl-C stops it."""
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so a run stops the way Ctrl-C stops it (and, like Ctrl-C's,
+    one that `except Exception` does not swallow)."""
 
 
 def _terminate(signum, frame):

@@ -34,22 +34,32 @@ class _Section(BaseModel):
 class TrainConfig(_Section):
     """How one model is trained: the teacher's fine-tuning or one student's distillation."""
 
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(3, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps; overrides epochs")
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_epsilon: float = Field(1e-8, gt=0)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    group_by_length: bool = True
+    batch_size: int = Field(32, ge=1, description="examples per optimiser step")
+    learning_rate: float = Field(5e-5, gt=0, description="AdamW peak learning rate, after linear warm-up, then linear decay to 0")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (none on biases and LayerNorms)")
+    adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    adam_epsilon: float = Field(1e-8, gt=0, description="AdamW epsilon")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of the steps with a rising learning rate")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradients clipped to this global norm")
+    group_by_length: bool = Field(True, description="batches of similar lengths (less padding), in shuffled order")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (also saved at each epoch end)")
     log_every: int = Field(50, ge=1, description="steps between points of the training-loss curve")
     eval_every: int | None = Field(None, ge=1, description="also evaluate every this many steps (default: at epoch ends only)")
 
 
+class StudentTrainConfig(TrainConfig):
+    """A student's training: as the teacher's, but a higher default learning rate (a smaller model, a
+    stronger signal from the teacher). A train section written in part keeps this default too."""
+
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW peak learning rate, after linear warm-up, then linear decay to 0")
+
+
 class TeacherFinetuneConfig(TrainConfig):
+    """The teacher's fine-tuning on the task (when it needs one): 2 epochs unless said otherwise."""
+
+    epochs: int = Field(2, ge=1, description="passes over the training data")
     when: Literal["auto", "always", "never"] = Field(
         "auto",
         description="auto: fine-tune unless the checkpoint already has a head of the task's size",
@@ -57,9 +67,11 @@ class TeacherFinetuneConfig(TrainConfig):
 
 
 class TeacherConfig(_Section):
-    model: str = DEFAULT_TEACHER
+    """The teacher: any Hugging Face encoder, fine-tuned on the task when it needs to be."""
+
+    model: str = Field(DEFAULT_TEACHER, description="a local Hugging Face folder, a hub id, or the packaged default (all-MiniLM-L6-v2, 6 x 384)")
     tokenizer: str | None = Field(None, description="tokenizer folder or hub id; default: the teacher's own")
-    finetune: TeacherFinetuneConfig = TeacherFinetuneConfig(epochs=2)
+    finetune: TeacherFinetuneConfig = Field(TeacherFinetuneConfig(), description="how the teacher is fine-tuned on the task when it has no head for it")
 
 
 class _Objective(_Section):
@@ -73,8 +85,8 @@ class TaskObjective(_Objective):
 class KDObjective(_Objective):
     """Logit KD: (1-alpha)*task loss + alpha*KL(teacher/T || student/T)*T^2 (MSE for regression)."""
 
-    alpha: float = Field(0.5, ge=0, le=1)
-    temperature: float = Field(2.0, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target term; 1 - alpha weighs the task loss")
+    temperature: float = Field(2.0, gt=0, description="softmax temperature of both logits (the KL term is scaled by T^2)")
 
 
 Mapping = Literal["uniform", "skip", "last"] | list[tuple[int, int]]
@@ -87,7 +99,7 @@ class _LayerObjective(_Objective):
 class HiddenObjective(_LayerObjective):
     """Hidden states (embeddings = 0), through a learned projection when widths differ."""
 
-    loss: Literal["mse", "cosine"] = "mse"
+    loss: Literal["mse", "cosine"] = Field("mse", description="mean squared error, or 1 - cosine similarity, over real tokens")
     projection: Literal["shared", "per_layer"] = Field("shared", description="one projection for all layers (TinyBERT) or one each")
 
 
@@ -102,14 +114,14 @@ class ValueRelationObjective(_LayerObjective):
 class MiniLMv2Objective(_LayerObjective):
     """MiniLMv2: KL between Q-Q, K-K, V-V self-relations split into relation heads."""
 
-    relations: list[Literal["qq", "kk", "vv"]] = Field(default_factory=lambda: ["qq", "kk", "vv"], min_length=1)
+    relations: list[Literal["qq", "kk", "vv"]] = Field(default_factory=lambda: ["qq", "kk", "vv"], min_length=1, description="which self-relations to match")
     relation_heads: int | None = Field(None, ge=1, description="default: the teacher's attention head count")
 
 
 class PKDObjective(_LayerObjective):
     """PKD: MSE of L2-normalised [CLS] states of mapped layers."""
 
-    projection: Literal["shared", "per_layer"] = "shared"
+    projection: Literal["shared", "per_layer"] = Field("shared", description="one projection for all layers, or one each (when widths differ)")
 
 
 class MLMObjective(_Objective):
@@ -118,7 +130,7 @@ class MLMObjective(_Objective):
     Inputs are masked BERT-style (of `probability` of the real tokens: 80% [MASK], 10% random, 10% kept)
     before both student and teacher see them, as DistilBERT trains."""
 
-    probability: float = Field(0.15, gt=0, lt=1)
+    probability: float = Field(0.15, gt=0, lt=1, description="fraction of real tokens masked")
 
 
 class PTPObjective(_Objective):
@@ -133,16 +145,16 @@ class PTPObjective(_Objective):
 class ObjectivesConfig(_Section):
     """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
 
-    task: TaskObjective | None = None
-    kd: KDObjective | None = None
-    hidden: HiddenObjective | None = None
-    attention_mse: AttentionObjective | None = None
-    attention_kl: AttentionObjective | None = None
-    value_relation: ValueRelationObjective | None = None
-    minilmv2: MiniLMv2Objective | None = None
-    pkd: PKDObjective | None = None
-    mlm: MLMObjective | None = None
-    ptp: PTPObjective | None = None
+    task: TaskObjective | None = Field(None, description="the task loss alone: cross-entropy, MSE for regression (the no-KD baseline)")
+    kd: KDObjective | None = Field(None, description="logit KD: (1-alpha)*task + alpha*KL(teacher/T || student/T)*T^2")
+    hidden: HiddenObjective | None = Field(None, description="hidden states (TinyBERT), through a projection when widths differ")
+    attention_mse: AttentionObjective | None = Field(None, description="pre-softmax attention scores, MSE (TinyBERT)")
+    attention_kl: AttentionObjective | None = Field(None, description="attention distributions, KL per query row")
+    value_relation: ValueRelationObjective | None = Field(None, description="MiniLM value relation, KL")
+    minilmv2: MiniLMv2Objective | None = Field(None, description="MiniLMv2 Q-Q, K-K, V-V relations, KL")
+    pkd: PKDObjective | None = Field(None, description="PKD: normalised [CLS] states of mapped layers")
+    mlm: MLMObjective | None = Field(None, description="masked-language modelling on the student")
+    ptp: PTPObjective | None = Field(None, description="Pea-KD's PTP: 4 classes from the teacher's predictions (a first stage)")
 
     @model_validator(mode="after")
     def _sensible(self) -> ObjectivesConfig:
@@ -161,14 +173,18 @@ class ObjectivesConfig(_Section):
 
 
 class StageDataConfig(_Section):
+    """Which part of the run's training data one stage trains on."""
+
     max_examples: int | None = Field(None, ge=1, description="this stage trains on a seeded random subset of the run's training data")
 
 
 class StageConfig(_Section):
-    name: str | None = None
-    objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
-    train: TrainConfig = TrainConfig(learning_rate=1e-4)
-    data: StageDataConfig = StageDataConfig()
+    """One stage of a student's schedule: its own objectives, training and data."""
+
+    name: str | None = Field(None, description="a label for the stage in logs and tables")
+    objectives: ObjectivesConfig = Field(ObjectivesConfig(kd=KDObjective()), description="the stage's loss terms")
+    train: StudentTrainConfig = Field(StudentTrainConfig(), description="the stage's training")
+    data: StageDataConfig = Field(StageDataConfig(), description="the stage's share of the training data")
 
 
 class ExtractConfig(_Section):
@@ -181,7 +197,7 @@ class ExtractConfig(_Section):
     intermediate_size: int | None = Field(None, ge=1, description="FFN neurons kept; default: the teacher's, scaled like the hidden size")
     scorer: str = Field("taylor", description="which units survive: random (ETD-Rand), magnitude, or taylor (ETD-Impt)")
     batches: int = Field(16, ge=1, description="taylor: training batches whose loss gradients score the units")
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(32, ge=1, description="taylor: examples per scoring batch")
     head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
 
 
@@ -208,15 +224,17 @@ class SPSConfig(_Section):
 
 
 class StudentConfig(_Section):
-    name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    """One student: its shape, how it starts from the teacher, and how it is distilled (one stage or several)."""
+
+    name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="its folder in the run directory")
     model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
-    init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = "lower"
+    init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = Field("lower", description="which teacher layers it copies: lower 0..k-1, upper L-k..L-1, uniform, stride, an explicit list, or random (none)")
     extract: ExtractConfig | None = Field(None, description="ETD: also narrow the student, keeping the teacher units a scorer ranks highest")
     wid: WIDConfig | None = Field(None, description="WID: also narrow the student by training compactors on the teacher's weights, then merging")
     sps: SPSConfig | None = Field(None, description="Pea-KD SPS: run the student's layers twice with shared parameters")
-    objectives: ObjectivesConfig = ObjectivesConfig(kd=KDObjective())
-    train: TrainConfig = TrainConfig(learning_rate=1e-4)
+    objectives: ObjectivesConfig = Field(ObjectivesConfig(kd=KDObjective()), description="the loss terms, summed with their weights")
+    train: StudentTrainConfig = Field(StudentTrainConfig(), description="how the student is trained")
     stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
 
     @model_validator(mode="after")
@@ -249,10 +267,12 @@ class StudentConfig(_Section):
 
 
 class DataConfig(_Section):
+    """Where a task's data is and how much of it is used."""
+
     dir: str | None = Field(None, description="local glue_data folder (SQuAD: folder of the JSON files); null loads from the Hugging Face hub")
     max_train_examples: int | None = Field(None, ge=1, description="random subsample of the training set (SQuAD: questions)")
     max_eval_examples: int | None = Field(None, ge=1, description="random subsample of each dev set (SQuAD: questions)")
-    max_length: int = Field(128, ge=8)
+    max_length: int = Field(128, ge=8, description="tokens per example (pairs: both sentences), longer ones truncated")
     split_by_article: float | None = Field(
         None, gt=0, lt=1, description="SQuAD without a train file: train on the dev set's articles but this seeded random "
         "fraction of them, which is held out for evaluation")
@@ -270,17 +290,17 @@ class QAConfig(_Section):
 class HubTextConfig(_Section):
     """A text dataset loaded with `datasets.load_dataset(path, name, split=split)`; each row is a document."""
 
-    path: str
-    name: str | None = None
-    split: str = "train"
-    column: str = "text"
+    path: str = Field(description="the dataset's hub id or local folder, as datasets.load_dataset takes it")
+    name: str | None = Field(None, description="the dataset's configuration name")
+    split: str = Field("train", description="the split to read")
+    column: str = Field("text", description="the column holding the text")
 
 
 class CorpusConfig(_Section):
     """Raw text for task-agnostic distillation (instead of a task): local files or a hub dataset."""
 
     files: list[str] | None = Field(None, min_length=1, description="text files, or folders of *.txt: one paragraph per line, blank line between documents")
-    dataset: HubTextConfig | None = None
+    dataset: HubTextConfig | None = Field(None, description="a hub text dataset instead of files")
     max_length: int = Field(128, ge=16, description="tokens per segment, [CLS] and [SEP] included")
     max_segments: int | None = Field(None, ge=1, description="random subset of training segments")
     heldout_segments: int = Field(256, ge=1, description="segments kept out of training to measure the loss on")
@@ -293,9 +313,11 @@ class CorpusConfig(_Section):
 
 
 class EvalConfig(_Section):
-    batch_size: int = Field(32, ge=1)
-    latency_batch_size: int = Field(32, ge=1)
-    latency_repeats: int = Field(20, ge=1)
+    """Dev-set evaluation and the latency measurement of every model."""
+
+    batch_size: int = Field(32, ge=1, description="examples per evaluation batch")
+    latency_batch_size: int = Field(32, ge=1, description="examples in the batch whose forward pass is timed")
+    latency_repeats: int = Field(20, ge=1, description="timed passes per model (the median is reported)")
 
 
 class RuntimeConfig(_Section):
@@ -312,18 +334,20 @@ class RuntimeConfig(_Section):
 
 
 class RunConfig(_Section):
-    name: str = "run"
+    """A recipe: one task (or corpus), one teacher, one or more students."""
+
+    name: str = Field("run", description="the run's name: its directory is runs/<name> unless output_dir says otherwise")
     task: str | None = Field(None, description="a GLUE task, squad or squad_v2; or give corpus for task-agnostic distillation")
-    corpus: CorpusConfig | None = None
+    corpus: CorpusConfig | None = Field(None, description="raw text for task-agnostic distillation, instead of a task")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for every random draw (numpy takes 0 .. 2**32 - 1)")
     output_dir: str | None = Field(None, description="default: runs/<name>")
     cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
-    data: DataConfig = DataConfig()
-    qa: QAConfig = QAConfig()
-    teacher: TeacherConfig = TeacherConfig()
-    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1)
-    eval: EvalConfig = EvalConfig()
-    runtime: RuntimeConfig = RuntimeConfig()
+    data: DataConfig = Field(DataConfig(), description="where the task's data is and how much of it is used")
+    qa: QAConfig = Field(QAConfig(), description="extractive QA windows and answers (SQuAD only)")
+    teacher: TeacherConfig = Field(TeacherConfig(), description="the teacher model and its fine-tuning")
+    students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1, description="one or more students, each exported to <run dir>/<name>")
+    eval: EvalConfig = Field(EvalConfig(), description="evaluation and latency measurement")
+    runtime: RuntimeConfig = Field(RuntimeConfig(), description="speed settings: precision, compilation, caches, trackers")
 
     @field_validator("task")
     @classmethod

@@ -80,3 +80,14 @@ def tiny_recipe(folder: Path, teacher: Path, glue: Path, task: str = "sst2", **e
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """`cli.run(args, cwd, ...)`: the `bequest` command in a process of its own, forked from a zygote that
+    imported bequest once (see zygote.py), returning a CompletedProcess."""
+    from zygote import Zygote
+
+    zygote = Zygote()
+    yield zygote
+    zygote.close()

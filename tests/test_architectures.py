@@ -10,8 +10,6 @@ transformers and give the dev accuracy the run reported.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +21,6 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from bequest.data.glue import load_glue_split
 from bequest.data.tasks import get_task
 
-BEQUEST = str(Path(sys.executable).parent / "bequest")
 TRAIN = {"epochs": 1, "batch_size": 8, "learning_rate": 1e-3}
 EVERY_METHOD = [
     {"name": "layers", "layers": 2, "init": "lower", "objectives": {"kd": {}, "attention_mse": {}, "minilmv2": {}}, "train": TRAIN},
@@ -58,12 +55,12 @@ def _dev_accuracy(folder: Path, glue: Path, max_length: int) -> float:
 
 
 @pytest.mark.parametrize("model_type", list(ARCHITECTURES))
-def test_every_method_runs_on_a_saved_folder_of_each_architecture(model_type, tmp_path, tiny_glue):
+def test_every_method_runs_on_a_saved_folder_of_each_architecture(model_type, tmp_path, tiny_glue, cli):
     teacher = write_tiny_encoder(tmp_path / f"{model_type}-teacher", model_type=model_type)
     config = json.loads((teacher / "config.json").read_text())
     assert "is_decoder" not in config or model_type in ("bert", "roberta", "xlm-roberta", "electra")
     recipe = tiny_recipe(tmp_path, teacher, tiny_glue, students=ARCHITECTURES[model_type])
-    done = subprocess.run([BEQUEST, "run", str(recipe)], capture_output=True, text=True, timeout=600)
+    done = cli.run(["run", recipe], tmp_path)  # a process of its own (forked from the zygote, see zygote.py)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     for student in ARCHITECTURES[model_type]:

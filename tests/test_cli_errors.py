@@ -806,7 +806,7 @@ def outcomes(tmp_path_factory, tiny_teacher, tiny_glue, finished_run):
         before = snapshot(*roots)
         zygote = zygotes.get()
         try:
-            result = zygote.run([str(a) for a in args], ctx.dir, cli_env(ctx.dir / "bequest-cache"), ctx.stdin, scratch / case_id)
+            result = zygote.run(args, ctx.dir, cli_env(ctx.dir / "bequest-cache"), ctx.stdin, scratch / case_id)
         finally:
             zygotes.put(zygote)
         return case_id, Outcome(result, needles, before, snapshot(*roots), ctx.may_add, args, ctx.dir)

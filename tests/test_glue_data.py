@@ -7,7 +7,6 @@ from pathlib import Path
 import datasets
 import pytest
 
-from bequest.data import glue
 from bequest.data.glue import glue_split_path, load_glue_split
 from bequest.data.tasks import TASKS, get_task
 from bequest.errors import BequestError
@@ -272,7 +271,7 @@ def test_hub_maps_columns_and_split_names(monkeypatch):
             )
         return datasets.Dataset.from_dict({"sentence": ["S"], "label": [1], "idx": [0]})
 
-    monkeypatch.setattr(glue.datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     mnli = load_glue_split(TASKS["mnli"], "dev_mismatched", None)
     assert mnli[:] == {"text_a": ["P"], "text_b": ["H"], "label": [2]}
     sst2 = load_glue_split(TASKS["sst2"], "dev", None)
@@ -289,7 +288,7 @@ def test_hub_unreachable(monkeypatch):
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'nyu-mll/glue' on the Hub\nmore detail")
 
-    monkeypatch.setattr(glue.datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(BequestError) as err:
         load_glue_split(TASKS["rte"], "train", None)
     message = str(err.value)

@@ -1,7 +1,8 @@
 """A run killed anywhere resumes to the student an uninterrupted run gives, bit for bit.
 
 One recipe with a teacher fine-tuned by bequest, a WID student and a two-stage student is run once
-uninterrupted, and once through the real command SIGKILLed at each of the points below in turn,
+uninterrupted, and once through the `bequest` command SIGKILLed at each of the points below in turn
+(kill_harness.py arms the kill),
 every kill followed by `--resume` (which is killed at the next point): during the teacher's
 fine-tuning, its checkpoint and cache writes, the logits cache, WID's training, mask log,
 checkpoint and export, the two-stage student's stages and export, and the final measurement.
@@ -25,7 +26,6 @@ from conftest import tiny_recipe
 from safetensors.torch import load_file
 
 BEQUEST = str(Path(sys.executable).parent / "bequest")
-HARNESS = str(Path(__file__).with_name("kill_harness.py"))
 STUDENTS = [
     {"name": "wid", "layers": 2, "init": "lower", "objectives": {"kd": {}},
      "wid": {"hidden_size": 16, "w_step": 1, "compactor_learning_rate": 0.005, "l2_lambda": 100},
@@ -70,16 +70,16 @@ def _env() -> dict:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 
+
 def _same(a: Path, b: Path) -> bool:
     first, second = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, tiny_teacher, tiny_glue) -> Path:
+def reference(tmp_path_factory, tiny_teacher, tiny_glue, cli) -> Path:
     folder = tmp_path_factory.mktemp("uninterrupted")
-    done = subprocess.run([BEQUEST, "run", str(_recipe(folder, tiny_teacher, tiny_glue))], env=_env(),
-                          capture_output=True, text=True, timeout=600)
+    done = cli.run(["run", _recipe(folder, tiny_teacher, tiny_glue)], folder, _env())
     assert done.returncode == 0, done.stderr[-3000:]
     return folder
 
@@ -88,16 +88,15 @@ def _temporaries(*roots: Path) -> list[Path]:
     return [p for root in roots for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".partial")]
 
 
-def test_sigkill_at_each_point_then_resume_gives_the_uninterrupted_run(reference, tmp_path, tiny_teacher, tiny_glue):
+def test_sigkill_at_each_point_then_resume_gives_the_uninterrupted_run(reference, tmp_path, tiny_teacher, tiny_glue, cli):
+    """Each command is a process of its own (forked from the zygote, see zygote.py), killed by SIGKILL."""
     recipe = _recipe(tmp_path, tiny_teacher, tiny_glue)
     for number, (target, count, when) in enumerate(KILL_POINTS):
         resume = ["--resume"] if number else []
-        killed = subprocess.run([sys.executable, HARNESS, f"{target}:{count}:{when}", "--", "run", str(recipe), *resume],
-                                env=_env(), capture_output=True, text=True, timeout=600)
+        killed = cli.run(["run", recipe, *resume], tmp_path, _env(), kill=f"{target}:{count}:{when}")
         assert killed.returncode == -signal.SIGKILL, (f"kill point {number} ({target} #{count}) was not reached: "
                                                       f"exit {killed.returncode}\n{killed.stderr[-3000:]}")
-    done = subprocess.run([BEQUEST, "run", str(recipe), "--resume"], env=_env(), capture_output=True, text=True,
-                          timeout=600)
+    done = cli.run(["run", recipe, "--resume"], tmp_path, _env())
     assert done.returncode == 0, done.stderr[-3000:]
 
     ours, theirs = json.loads((tmp_path / "run" / "results.json").read_text()), json.loads((reference / "run" / "results.json").read_text())

@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def _child(request: dict) -> None:
     sys.argv = ["bequest", *request["args"]]
     code = 1
     try:
+        if request.get("kill"):  # a crash at a chosen call (see kill_harness.py)
+            from kill_harness import arm
+
+            arm(request["kill"])
         from bequest.cli import main
 
         main()
@@ -77,12 +82,16 @@ class Zygote:
                                                         "TRANSFORMERS_OFFLINE": "1"})
         self.lock = threading.Lock()
 
-    def run(self, args: list[str], cwd: Path, env: dict[str, str], stdin: str, scratch: Path) -> subprocess.CompletedProcess:
+    def run(self, args: list, cwd: Path, env: dict[str, str] | None = None, stdin: str = "",
+            scratch: Path | None = None, kill: str | None = None) -> subprocess.CompletedProcess:
+        """`bequest ARGS` in `cwd` (environment: this process's, updated with `env`); `kill`: a kill_harness spec."""
+        scratch = Path(scratch or tempfile.mkdtemp(prefix="bequest-zygote-"))
         scratch.mkdir(parents=True, exist_ok=True)
         paths = {name: str(scratch / name) for name in ("in", "out", "err")}
         Path(paths["in"]).write_text(stdin)
+        request = {"args": [str(a) for a in args], "cwd": str(cwd), "env": {**os.environ, **(env or {})}, "kill": kill, **paths}
         with self.lock:
-            self.process.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, **paths}) + "\n")
+            self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             reply = json.loads(self.process.stdout.readline())
         return subprocess.CompletedProcess(["bequest", *args], reply["returncode"], Path(paths["out"]).read_text(),
