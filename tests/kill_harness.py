@@ -1,16 +1,14 @@
-"""Run the real `bequest` command and SIGKILL it at the n-th call of one function, as a crash would.
+"""SIGKILL the process at the n-th call of one function, as a crash would (armed in a zygote's child).
 
-    python kill_harness.py MODULE:ATTRIBUTE:N:WHEN -- bequest arguments...
-
-ATTRIBUTE may be `Class.method`; WHEN is `before` (killed as the call starts) or `after` (killed as
-it returns, before its caller goes on: e.g. a checkpoint's weights written, its folder not yet
-renamed). Nothing of bequest is changed but that one name, which the code looks up when it calls.
+A spec is MODULE:ATTRIBUTE:N:WHEN. ATTRIBUTE may be `Class.method`; WHEN is `before` (killed as the
+call starts) or `after` (killed as it returns, before its caller goes on: e.g. a checkpoint's weights
+written, its folder not yet renamed). Nothing of bequest is changed but that one name, which the
+code looks up when it calls.
 """
 
 import importlib
 import os
 import signal
-import sys
 
 
 def arm(spec: str) -> None:
@@ -31,13 +29,3 @@ def arm(spec: str) -> None:
         return result
 
     setattr(owner, name, wrapper)
-
-
-if __name__ == "__main__":
-    spec, separator, *arguments = sys.argv[1:]
-    assert separator == "--", __doc__
-    arm(spec)
-    sys.argv = ["bequest", *arguments]
-    from bequest.cli import main
-
-    main()
