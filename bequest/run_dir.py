@@ -88,6 +88,12 @@ def _normalised(recipe_text: str) -> dict:
     return raw
 
 
+def _by_place(hashes: dict[str, str]) -> dict[str, str]:
+    """Data hashes keyed by absolute path (hub sources as they are), however the data folder was spelled."""
+    return {name if name.startswith("hub:") else str(Path(name).expanduser().resolve()): digest
+            for name, digest in hashes.items()}
+
+
 def _check_resumable(run_dir: Path, recipe_text: str, file_hashes: dict[str, str]) -> None:
     if not is_run_dir(run_dir):
         if (run_dir / RECIPE_FILE).is_file():
@@ -103,7 +109,8 @@ def _check_resumable(run_dir: Path, recipe_text: str, file_hashes: dict[str, str
         latest = latest_checkpoint(stage)
         if latest is not None:
             check_checkpoint(latest)
-    changed = sorted(name for name in set(started) | set(file_hashes) if started.get(name) != file_hashes.get(name))
+    started, now = _by_place(started), _by_place(file_hashes)
+    changed = sorted(name for name in set(started) | set(now) if started.get(name) != now.get(name))
     if changed:
         raise BequestError(f"the data changed since {run_dir} was started ({changed[0]}"
                            f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}): restore it to resume, "

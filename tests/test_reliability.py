@@ -6,6 +6,7 @@ Each test runs the real `bequest` command on the tiny teacher and real GLUE rows
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -115,13 +116,14 @@ def test_a_damaged_logits_cache_is_reported_and_rebuilt(reference, tmp_path, tin
     assert same_weights(tmp_path / "run" / "student", reference / "run" / "student")
 
 
-def test_resume_accepts_the_run_directory_spelled_relative_or_absolute(reference, tmp_path, tiny_teacher, tiny_glue, cli):
+def test_resume_accepts_folders_spelled_relative_or_absolute(reference, tmp_path, tiny_teacher, tiny_glue, cli):
     recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, cache_dir=str(reference / "cache"))
     raw = yaml.safe_load(recipe.read_text())
     del raw["output_dir"]
     recipe.write_text(yaml.safe_dump(raw))
     ok(cli.run(["run", recipe, "--output-dir", "run"], tmp_path))
-    resumed = ok(cli.run(["run", recipe, "--output-dir", tmp_path / "run", "--resume"], tmp_path))
+    data = os.path.relpath(tiny_glue, tmp_path)  # the data folder spelled relative too, where the recipe has it absolute
+    resumed = ok(cli.run(["run", recipe, "--output-dir", tmp_path / "run", "--data-dir", data, "--resume"], tmp_path))
     assert "already exported" in resumed.stdout + resumed.stderr
 
 
