@@ -39,7 +39,7 @@ from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import latencies_ms
 from bequest.export import read_record, write_model_card, write_record
 from bequest.init.etd import check_extract, extract_student, target_shape
-from bequest.init.extract import FFN_SIZE, axis_labels
+from bequest.init.extract import axis_labels
 from bequest.init.layers import init_student, select_layers
 from bequest.init.sps import share_layers, unroll
 from bequest.init.wid import UPDATES, Compacting, wid_shape
@@ -50,6 +50,7 @@ from bequest.io import (
     write_json,
     write_text,
 )
+from bequest.models.arch import ffn_attribute
 from bequest.models.capture import projections
 from bequest.models.loading import (
     count_parameters,
@@ -60,7 +61,7 @@ from bequest.models.loading import (
     max_tokens,
     task_model_class,
 )
-from bequest.objectives.logits import output_logits
+from bequest.models.outputs import output_logits
 from bequest.objectives.terms import build_terms, ptp_thresholds
 from bequest.run_dir import (
     RECIPE_FILE,
@@ -177,7 +178,7 @@ def student_config(teacher: nn.Module, student: StudentConfig):
     config.num_hidden_layers = student.layers or config.num_hidden_layers
     if student.extract:
         config.hidden_size, config.num_attention_heads, neurons = target_shape(teacher.config, student.extract)
-        setattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"), neurons)
+        setattr(config, ffn_attribute(config.model_type), neurons)
     if student.sps:
         config.num_hidden_layers *= 2
     return config

@@ -9,8 +9,6 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.errors import BequestError
 from bequest.init.extract import (
-    ATTENTION_OUTPUT,
-    FFN_OUT,
     Selection,
     axis_labels,
     extract,
@@ -24,6 +22,7 @@ from bequest.init.importance import (
     random_scores,
     taylor_scores,
 )
+from bequest.models.arch import for_layer
 from bequest.models.loading import layer_list
 
 ARCHITECTURES = ["bert", "roberta", "mpnet", "electra", "distilbert"]
@@ -54,10 +53,9 @@ def _full(teacher, layers=None) -> Selection:
                      ffn=[list(range(ffn_size(config)))] * len(layers))
 
 
-def _layer_module(teacher, layer, names):
+def _layer_module(teacher, layer, role):
     _, layers = layer_list(teacher)
-    modules = dict(layers[layer].named_modules())
-    return next(modules[n] for n in names if n in modules)
+    return dict(layers[layer].named_modules())[getattr(for_layer(layers[layer]), role)]
 
 
 def _zero_input_units(module: nn.Module, keep: list[int], unit: int):
@@ -86,8 +84,8 @@ def _masked_teacher(teacher, selection: Selection):
     config = teacher.config
     size, width = head_size(config), config.hidden_size
     for layer in range(config.num_hidden_layers):
-        _zero_input_units(_layer_module(teacher, layer, ATTENTION_OUTPUT), selection.heads[layer], size)
-        _zero_input_units(_layer_module(teacher, layer, FFN_OUT), selection.ffn[layer], 1)
+        _zero_input_units(_layer_module(teacher, layer, "attention_output"), selection.heads[layer], size)
+        _zero_input_units(_layer_module(teacher, layer, "ffn_out"), selection.ffn[layer], 1)
     keep = torch.tensor(selection.hidden)
     hidden_mask = torch.zeros(width)
     hidden_mask[keep] = 1

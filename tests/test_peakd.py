@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from bequest.config import load_config
 from bequest.errors import BequestError
 from bequest.init.sps import share_layers, unroll
-from bequest.models.capture import PROJECTIONS
+from bequest.models.arch import for_layer
 from bequest.models.loading import count_parameters, layer_list
 from bequest.objectives.terms import ptp_labels, ptp_thresholds
 from bequest.pipeline import run_recipe
@@ -39,7 +39,7 @@ def _by_hand(student, swapped_first: set[int], swapped_second: set[int]):
     config.num_hidden_layers = 2 * depth
     plain = type(student)(config).eval()
     prefix, layers = layer_list(student)
-    query, key = next((q, k) for q, k, _ in PROJECTIONS if q in dict(layers[0].named_modules()))
+    query, key = for_layer(layers[0]).query, for_layer(layers[0]).key
     state = student.state_dict()
     for name, tensor in list(state.items()):
         if name.startswith(prefix + "."):

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bequest.data.features import Encoded, inference_batches
-from bequest.objectives.logits import PADDING_LOGIT, output_logits
+from bequest.models.outputs import PADDING_LOGIT, output_logits
 
 
 @torch.inference_mode()

@@ -22,16 +22,8 @@ import torch
 from torch import nn
 
 from bequest.errors import BequestError
-from bequest.models.capture import PROJECTIONS
+from bequest.models.arch import all_architectures, ffn_attribute
 from bequest.models.loading import layer_list
-
-# Per layer, relative to the layer module: the attention output projection, the FFN's two linears.
-ATTENTION_OUTPUT = ("attention.output.dense", "attention.attn.o", "attention.out_lin")
-FFN_IN = ("intermediate.dense", "ffn.lin1")
-FFN_OUT = ("output.dense", "ffn.lin2")
-QUERIES = {triple[0] for triple in PROJECTIONS}
-SHARED_HEAD_BIAS = "relative_attention_bias"  # MPNet: one position bias (buckets, heads) for all layers
-FFN_SIZE = {"distilbert": "hidden_dim"}  # the config attribute of the FFN width, where not intermediate_size
 
 
 @dataclass(frozen=True)
@@ -63,7 +55,7 @@ class Selection:
 
 
 def ffn_size(config) -> int:
-    return getattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"))
+    return getattr(config, ffn_attribute(config.model_type))
 
 
 def head_size(config) -> int:
@@ -77,10 +69,10 @@ def axis_labels(model: nn.Module) -> dict[str, tuple[Axis | None, ...]]:
     hidden = Axis("hidden")
     prefix, _ = layer_list(model)
     modules = dict(model.named_modules())
-    roles = {name: "qkv" for triple in PROJECTIONS for name in triple}
-    roles.update({name: "attention_out" for name in ATTENTION_OUTPUT})
-    roles.update({name: "ffn_in" for name in FFN_IN})
-    roles.update({name: "ffn_out" for name in FFN_OUT})
+    roles = {}
+    for family in all_architectures():
+        roles.update({name: "qkv" for name in family.projections})
+        roles.update({family.attention_output: "attention_out", family.ffn_in: "ffn_in", family.ffn_out: "ffn_out"})
     labels = {}
     for name, param in model.named_parameters():
         module_name, kind = name.rsplit(".", 1)
@@ -97,7 +89,7 @@ def axis_labels(model: nn.Module) -> dict[str, tuple[Axis | None, ...]]:
             else:
                 raise BequestError(f"extraction does not know the parameter {name} of {config.model_type}: "
                                    "this architecture cannot be extracted in width yet")
-        elif module_name.endswith(SHARED_HEAD_BIAS):
+        elif _shared_bias(module_name):
             labels[name] = (None, Axis("heads"))
         else:
             module = modules[module_name]
@@ -121,8 +113,13 @@ def _indices(axis: Axis | None, selection: Selection, layer: int | None, config)
     return selection.attention_dims(layer, head_size(config))
 
 
+def _shared_bias(module_name: str) -> bool:
+    """A position bias (buckets, heads) shared by all layers (MPNet's): its head axis is sliced like every layer's."""
+    return any(family.position_bias and module_name.endswith(family.position_bias) for family in all_architectures())
+
+
 def shares_heads(model: nn.Module) -> bool:
-    return any(name.endswith(SHARED_HEAD_BIAS) for name, _ in model.named_modules())
+    return any(_shared_bias(name) for name, _ in model.named_modules())
 
 
 def student_config(teacher_config, selection: Selection):
@@ -130,7 +127,7 @@ def student_config(teacher_config, selection: Selection):
     config.num_hidden_layers = len(selection.layers)
     config.hidden_size = len(selection.hidden)
     config.num_attention_heads = len(selection.heads[0])
-    setattr(config, FFN_SIZE.get(config.model_type, "intermediate_size"), len(selection.ffn[0]))
+    setattr(config, ffn_attribute(config.model_type), len(selection.ffn[0]))
     return config
 
 
@@ -166,7 +163,7 @@ def extract(teacher: nn.Module, selection: Selection) -> nn.Module:
                 tensor = tensor.index_select(dim, torch.tensor(keep))
         if tensor.shape != param.shape:  # a labelling error, never a user's
             raise AssertionError(f"{name}: sliced {tuple(tensor.shape)}, expected {tuple(param.shape)}")
-        if layer is not None and rest.rsplit(".", 1)[0] in QUERIES:
+        if layer is not None and rest.rsplit(".", 1)[0] in {family.query for family in all_architectures()}:
             tensor = tensor * (head_size(student.config) / head_size(config)) ** 0.5  # same q.k/sqrt(d) as the teacher's
         sliced[name] = tensor.clone()
     student.load_state_dict(sliced, strict=False)

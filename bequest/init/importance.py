@@ -24,13 +24,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bequest.init.extract import (
-    ATTENTION_OUTPUT,
     Axis,
     Selection,
     axis_labels,
     ffn_size,
     head_size,
 )
+from bequest.models.arch import for_layer
 from bequest.models.loading import layer_list
 
 
@@ -110,7 +110,7 @@ def taylor_scores(model: nn.Module, *, batches: Iterable[dict], loss_fn: Callabl
     handles = []
     for index, layer in enumerate(layers):
         modules = dict(layer.named_modules())
-        output = next(modules[name] for name in ATTENTION_OUTPUT if name in modules)
+        output = modules[for_layer(layer).attention_output]
         handles.append(output.register_forward_pre_hook(watch(index)))
     try:
         for batch in tqdm(batches, desc="scoring units (Taylor)", unit="batch", leave=False, dynamic_ncols=True):

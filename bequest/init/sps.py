@@ -23,19 +23,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from bequest.errors import BequestError
-from bequest.models.capture import PROJECTIONS
+from bequest.models.arch import for_layer
 from bequest.models.loading import layer_list
 
 STEP_BUFFER = "sps_step"  # training steps seen (stochastic mode swaps only at odd ones); not exported
 
 
 def _query_key(layer: nn.Module) -> tuple[str, str]:
-    names = dict(layer.named_modules())
-    for query, key, _ in PROJECTIONS:
-        if query in names and key in names:
-            return query, key
-    raise BequestError("shuffled parameter sharing does not know this architecture's query/key projections "
-                       "(bequest.models.capture.PROJECTIONS)")
+    family = for_layer(layer)
+    if family is None:
+        raise BequestError("shuffled parameter sharing does not know this architecture's query/key projections "
+                           "(bequest.models.arch.ARCHITECTURES)")
+    return family.query, family.key
 
 
 def share_layers(student: nn.Module, mode: str) -> nn.Module:

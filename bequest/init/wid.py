@@ -45,7 +45,7 @@ from bequest.init.extract import (
 )
 from bequest.io import write_text
 from bequest.models.loading import layer_list
-from bequest.train.loop import OPTIMIZER_SETTINGS
+from bequest.params import set_optimizer_settings
 
 UPDATES = 16  # mask updates until the target shape, as in the paper
 
@@ -111,7 +111,7 @@ class Compacting(nn.Module):
         if self.embeddings:
             self.compactors["embeddings"] = nn.Parameter(torch.eye(config.hidden_size))
         for param in self.compactors.values():
-            setattr(param, OPTIMIZER_SETTINGS, {"lr": spec.compactor_learning_rate, "weight_decay": 0.0})
+            set_optimizer_settings(param, lr=spec.compactor_learning_rate, weight_decay=0.0)
 
         # (parameter of self, dimension, space): the channels of each space, in every tensor that holds them
         self.uses: list[tuple[str, int, Axis]] = []

@@ -17,17 +17,9 @@ import torch
 from torch import nn
 
 from bequest.errors import BequestError
+from bequest.models.arch import for_layer, position_bias
 from bequest.models.loading import layer_list
-from bequest.objectives.logits import output_logits
-
-# Where each layer keeps its query/key/value projections, relative to the layer module.
-PROJECTIONS = (
-    ("attention.self.query", "attention.self.key", "attention.self.value"),  # BERT, RoBERTa, ELECTRA, XLM-R
-    ("attention.attn.q", "attention.attn.k", "attention.attn.v"),  # MPNet
-    ("attention.q_lin", "attention.k_lin", "attention.v_lin"),  # DistilBERT
-)
-# Architectures whose attention adds a learned relative position bias, and where it is computed.
-POSITION_BIAS = {"mpnet": "relative_attention_bias"}
+from bequest.models.outputs import output_logits
 
 
 @dataclass
@@ -72,15 +64,13 @@ def projections(model: nn.Module) -> list[tuple[nn.Module, nn.Module, nn.Module]
     found = []
     for layer in layers:
         names = dict(layer.named_modules())
-        for candidate in PROJECTIONS:
-            if all(name in names for name in candidate):
-                found.append(tuple(names[name] for name in candidate))
-                break
-        else:
+        family = for_layer(layer)
+        if family is None:
             raise BequestError(
                 f"attention objectives do not support {model.config.model_type} models yet "
-                "(their query/key/value projections are not in bequest.models.capture.PROJECTIONS)"
+                "(no entry of bequest.models.arch.ARCHITECTURES names their query/key/value projections)"
             )
+        found.append(tuple(names[name] for name in family.projections))
     return found
 
 
@@ -93,7 +83,7 @@ def capture(model: nn.Module, attention: bool):
         for query, key, value in projections(model):
             for module, slot in ((query, "queries"), (key, "keys"), (value, "values")):
                 handles.append(module.register_forward_hook(lambda _m, _i, out, slot=slot: store[slot].append(out)))
-        bias_name = POSITION_BIAS.get(model.config.model_type)
+        bias_name = position_bias(model.config.model_type)
         if bias_name is not None:
             bias = next(m for name, m in model.named_modules() if name.endswith(bias_name))
             # the embedding returns (T, T, H); the model uses it as (1, H, T, T)

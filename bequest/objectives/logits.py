@@ -12,15 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from bequest.data.features import model_inputs
-
-PADDING_LOGIT = -1e4  # a token that cannot be the answer: exp() is 0 in fp32, bf16 and fp16 alike
-
-
-def output_logits(output) -> torch.Tensor | None:
-    """A model output's logits: classification logits, or QA start/end scores stacked to (batch, tokens, 2)."""
-    if getattr(output, "start_logits", None) is not None:
-        return torch.stack([output.start_logits, output.end_logits], dim=-1)
-    return getattr(output, "logits", None)
+from bequest.models.outputs import PADDING_LOGIT, output_logits
 
 
 def _rows(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

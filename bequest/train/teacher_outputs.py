@@ -16,7 +16,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from bequest.data.features import inference_batches, model_inputs
-from bequest.models.capture import POSITION_BIAS, Captured, run_captured
+from bequest.models.arch import position_bias
+from bequest.models.capture import Captured, run_captured
 from bequest.objectives.terms import Term
 
 Slot = tuple[str, int]  # ("hidden" | "queries" | "keys" | "values", layer index)
@@ -57,7 +58,7 @@ def cache_teacher_outputs(teacher: nn.Module, data, reads: set[Slot], budget_mb:
     lengths = torch.tensor(data.lengths)
     size_mb = int(lengths.sum()) * config.hidden_size * len(reads) * torch.finfo(dtype).bits / 8 / 2**20
     attention = any(slot != "hidden" for slot, _ in reads)
-    if attention and config.model_type in POSITION_BIAS:
+    if attention and position_bias(config.model_type):
         return None, f"teacher runs every step: caching {config.model_type}'s attention is not supported (relative position bias)"
     if size_mb > budget_mb:
         return None, (f"teacher runs every step: its outputs need {size_mb:.0f} MB, over runtime.teacher_cache_mb={budget_mb:g} "
