@@ -45,6 +45,7 @@ from bequest.config import (  # noqa: E402
 )
 from bequest.data.corpus import load_segments, split_segments  # noqa: E402
 from bequest.data.features import model_inputs  # noqa: E402
+from bequest.data.kinds import CLASSIFICATION  # noqa: E402
 from bequest.data.task_data import load_task_data  # noqa: E402
 from bequest.data.tasks import get_task  # noqa: E402
 from bequest.eval.evaluate import evaluate  # noqa: E402
@@ -52,7 +53,6 @@ from bequest.init.etd import extract_student, target_shape  # noqa: E402
 from bequest.init.extract import Selection, student_config  # noqa: E402
 from bequest.init.layers import select_layers  # noqa: E402
 from bequest.models.loading import count_parameters, load_encoder, load_tokenizer  # noqa: E402
-from bequest.objectives.logits import task_loss  # noqa: E402
 from bequest.objectives.terms import build_terms  # noqa: E402
 from bequest.pipeline import heldout_loss  # noqa: E402
 from bequest.train.distiller import Distiller  # noqa: E402
@@ -73,7 +73,7 @@ def starting_student(teacher, start: str, args, segments, tokenizer):
         shape = Selection(layers, list(range(hidden)), [list(range(heads))] * 3, [list(range(neurons))] * 3)
         torch.manual_seed(args.seed)
         return type(teacher)(student_config(teacher.config, shape))
-    student, _, _ = extract_student(teacher, layers, spec, segments, False, tokenizer.pad_token_id, args.seed, tokenizer, TEACHER)
+    student, _, _ = extract_student(teacher, layers, spec, segments, None, tokenizer.pad_token_id, args.seed, tokenizer, TEACHER)
     return student
 
 
@@ -85,7 +85,7 @@ def finetune(encoder, task, data, pad: int, args, accelerator) -> float:
     model.base_model.load_state_dict(encoder.state_dict())
     cfg = TrainConfig(epochs=args.ft_epochs, batch_size=32, learning_rate=args.ft_lr, checkpoint_every=10**6)
     with tempfile.TemporaryDirectory() as scratch:
-        train(model, data.train, lambda m, b: task_loss(m(**model_inputs(b)).logits, b["labels"]), cfg, seed=args.seed,
+        train(model, data.train, lambda m, b: CLASSIFICATION.loss(m(**model_inputs(b)).logits, b["labels"]), cfg, seed=args.seed,
               pad_token_id=pad, accelerator=accelerator, checkpoint_dir=Path(scratch), desc=f"fine-tuning on {task.name}")
     return evaluate(model, task, data.dev, 64, pad)[task.main_metric]
 

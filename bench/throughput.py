@@ -40,12 +40,12 @@ from transformers import get_linear_schedule_with_warmup
 
 from bequest.config import ObjectivesConfig, RuntimeConfig, TrainConfig, load_config
 from bequest.data.features import model_inputs, training_batches
+from bequest.data.kinds import CLASSIFICATION
 from bequest.data.task_data import TaskData
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
 from bequest.init.layers import init_student
 from bequest.objectives import losses
-from bequest.objectives.logits import kd_loss, task_loss
 from bequest.objectives.terms import build_terms
 from bequest.pipeline import check_inputs
 from bequest.train.distiller import Distiller
@@ -137,7 +137,7 @@ def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = Tr
         if setting == "finetune":
             model = copy.deepcopy(setup["pretrained"])
             started = time.perf_counter()
-            log = train(model, data, lambda m, b: task_loss(m(**model_inputs(b)).logits, b["labels"]), cfg, seed=seed,
+            log = train(model, data, lambda m, b: CLASSIFICATION.loss(m(**model_inputs(b)).logits, b["labels"]), cfg, seed=seed,
                         pad_token_id=setup["pad"], accelerator=accelerator, checkpoint_dir=Path(scratch), desc="bequest")
             fill = 0.0
         else:
@@ -223,11 +223,11 @@ def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
             inputs = {k: v for k, v in batch.items() if k != "labels"}
             out = model(**inputs, output_hidden_states=attention, output_attentions=attention)
             if setting == "finetune":
-                loss = task_loss(out.logits, batch["labels"])
+                loss = CLASSIFICATION.loss(out.logits, batch["labels"])
             else:
                 with torch.no_grad():
                     target = teacher(**inputs, output_hidden_states=attention, output_attentions=attention)
-                loss = kd_loss(out.logits, target.logits, batch["labels"], ALPHA, TEMPERATURE)
+                loss = CLASSIFICATION.kd_loss(out.logits, target.logits, batch["labels"], ALPHA, TEMPERATURE)
                 mask = batch["attention_mask"]
                 for s, t in setup["hidden_pairs"] if attention else ():
                     loss = loss + losses.hidden_mse(out.hidden_states[s], target.hidden_states[t], mask)

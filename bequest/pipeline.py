@@ -299,7 +299,7 @@ def initial_student(run: Run, student: StudentConfig, teacher: nn.Module) -> tup
     if student.extract:
         spec = student.extract
         chosen = select_layers(student.init, student.layers, teacher.config.num_hidden_layers)
-        model, selection, scores = extract_student(teacher, chosen, spec, run.train, run.task is not None, run.pad,
+        model, selection, scores = extract_student(teacher, chosen, spec, run.train, run.task.kind if run.task else None, run.pad,
                                                    run.config.seed, run.tokenizer, run.config.teacher.model)
         extraction = {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()}
         return model, chosen, f"{start} + ETD width extraction ({spec.scorer})", extraction

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bequest.objectives.logits import kd_loss, soft_target_loss, task_loss
+from bequest.data.kinds import CLASSIFICATION, REGRESSION
 
 
 def _softmax(x):
@@ -25,15 +25,15 @@ def test_kd_loss_matches_the_formula(alpha, t):
     student = torch.randn(8, 3, generator=generator, dtype=torch.float64)
     teacher = torch.randn(8, 3, generator=generator, dtype=torch.float64) * 3
     labels = torch.randint(0, 3, (8,), generator=generator)
-    got = kd_loss(student, teacher, labels, alpha, t).item()
+    got = CLASSIFICATION.kd_loss(student, teacher, labels, alpha, t).item()
     assert got == pytest.approx(_reference(student.numpy(), teacher.numpy(), labels.numpy(), alpha, t), rel=1e-10)
 
 
 def test_soft_target_loss_is_zero_at_the_teacher_and_pulls_towards_it():
     teacher = torch.tensor([[2.0, -1.0, 0.5]])
-    assert soft_target_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-7)
+    assert CLASSIFICATION.soft_loss(teacher.clone(), teacher, 2.0).item() == pytest.approx(0.0, abs=1e-7)
     student = torch.zeros(1, 3, requires_grad=True)
-    soft_target_loss(student, teacher, 2.0).backward()
+    CLASSIFICATION.soft_loss(student, teacher, 2.0).backward()
     # gradient of KL*T^2 w.r.t. student logits is T * (p_s - p_t): descending it moves towards the teacher
     expected = 2.0 * (torch.softmax(student.detach() / 2, -1) - torch.softmax(teacher / 2, -1))
     assert torch.allclose(student.grad, expected, atol=1e-6)
@@ -44,5 +44,5 @@ def test_regression_uses_mse_on_both_terms():
     teacher = torch.tensor([[1.5], [1.0]])
     labels = torch.tensor([0.0, 4.0])
     expected = 0.25 * ((1 - 0) ** 2 + (2 - 4) ** 2) / 2 + 0.75 * ((1 - 1.5) ** 2 + (2 - 1) ** 2) / 2
-    assert kd_loss(student, teacher, labels, 0.75, 2.0).item() == pytest.approx(expected)
-    assert task_loss(student, labels).item() == pytest.approx(2.5)
+    assert REGRESSION.kd_loss(student, teacher, labels, 0.75, 2.0).item() == pytest.approx(expected)
+    assert REGRESSION.loss(student, labels).item() == pytest.approx(2.5)

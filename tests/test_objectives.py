@@ -9,6 +9,7 @@ from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.config import ObjectivesConfig
+from bequest.data.kinds import CLASSIFICATION
 from bequest.errors import BequestError
 from bequest.models.capture import run_captured
 from bequest.objectives import losses
@@ -139,11 +140,9 @@ def test_agrees_with_textbrewer(tensors):
     assert ours.item() == pytest.approx(tb_kl.item(), rel=1e-9)
     assert losses.pkd(hs[:, 0], ht[:, 0]).item() == pytest.approx(tb.pkd_loss(hs, ht).item(), rel=1e-12)
     # logit KD: TextBrewer's kd_ce_loss is CE(p_t, p_s) at temperature T; ours is KL * T^2
-    from bequest.objectives.logits import soft_target_loss
-
     zs, zt = hs[:, 0, :4], ht[:, 0, :4]
     entropy = tb.kd_ce_loss(zt, zt, 2.0)
-    assert (soft_target_loss(zs, zt, 2.0) / 4).item() == pytest.approx((tb.kd_ce_loss(zs, zt, 2.0) - entropy).item(), rel=1e-10)
+    assert (CLASSIFICATION.soft_loss(zs, zt, 2.0) / 4).item() == pytest.approx((tb.kd_ce_loss(zs, zt, 2.0) - entropy).item(), rel=1e-10)
 
 
 # ---------------------------------------------------------------- mappings and validation

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import yaml
 
 from bequest.config import load_config
+from bequest.data.kinds import EXTRACTIVE_QA
 from bequest.data.squad import (
     encode_squad,
     load_squad_data,
@@ -24,7 +25,7 @@ from bequest.errors import BequestError
 from bequest.eval.squad import best_answers, f1, normalize_answer, squad_metrics
 from bequest.models.loading import load_config as load_model_config
 from bequest.models.loading import load_tokenizer
-from bequest.objectives.logits import PADDING_LOGIT, soft_target_loss, task_loss
+from bequest.models.outputs import PADDING_LOGIT
 from bequest.pipeline import run_recipe
 
 BEQUEST = str(Path(sys.executable).parent / "bequest")
@@ -147,10 +148,10 @@ def test_qa_task_and_kd_losses_match_an_independent_computation():
             ce.append(-F.log_softmax(s, 0)[labels[b, side]])
             p = F.softmax(t / 2.0, 0)
             kl.append((p * (p.log() - F.log_softmax(s / 2.0, 0))).sum() * 4.0)
-    assert task_loss(student, labels, mask).item() == pytest.approx(torch.stack(ce).mean().item(), rel=1e-5)
+    assert EXTRACTIVE_QA.loss(student, labels, mask).item() == pytest.approx(torch.stack(ce).mean().item(), rel=1e-5)
     # cached teacher logits are padded past the longest feature; only the student's length is compared
     padded = torch.cat([teacher, torch.full((3, 2, 2), PADDING_LOGIT)], dim=1)
-    assert soft_target_loss(student, padded, 2.0, mask).item() == pytest.approx(torch.stack(kl).mean().item(), rel=1e-5)
+    assert EXTRACTIVE_QA.soft_loss(student, padded, 2.0, mask).item() == pytest.approx(torch.stack(kl).mean().item(), rel=1e-5)
 
 
 # ------------------------------------------------------------------ the real files

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 import bequest.train.loop as loop
 from bequest.config import TrainConfig
 from bequest.data.features import Encoded, inference_batches, training_batches
-from bequest.objectives.logits import task_loss
+from bequest.data.kinds import CLASSIFICATION
 
 
 def _data(n=70):
@@ -53,7 +53,7 @@ def _model():
 
 
 def _train(model, directory, cfg=TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=4)):
-    return loop.train(model, _data(), lambda m, b: task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]),
+    return loop.train(model, _data(), lambda m, b: CLASSIFICATION.loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"]),
                       cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True), checkpoint_dir=directory,
                       evaluate=lambda m: {"score": 0.5})
 
@@ -105,7 +105,7 @@ def test_resume_restores_python_numpy_and_torch_random_streams(tmp_path, monkeyp
 
     def noisy_loss(m, b):
         noise = 1 + 0.1 * (random.random() + float(np.random.rand()) + torch.rand(()).item())
-        return noise * task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        return noise * CLASSIFICATION.loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
 
     cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=4)
 
@@ -147,7 +147,7 @@ def test_max_steps_stops_mid_epoch_and_the_curve_averages_windows(tmp_path):
     model = _model()
 
     def loss_fn(m, b):
-        loss = task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        loss = CLASSIFICATION.loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
         losses.append(loss.item())
         return loss
 
@@ -172,7 +172,7 @@ def test_the_fused_optimiser_takes_the_reference_adamw_steps(tmp_path):
     batch = _data().batch(list(range(8)), 0)
     for model, optimizer in ((fused_model, fused), (reference_model, reference)):
         for _ in range(3):
-            task_loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]).backward()
+            CLASSIFICATION.loss(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]).backward()
             optimizer.step()
             optimizer.zero_grad()
     for a, b in zip(fused_model.parameters(), reference_model.parameters()):
@@ -206,7 +206,7 @@ def test_eval_every_adds_evaluations_inside_epochs(tmp_path):
 
     def loss_fn(m, b):
         modes.append(m.training)
-        loss = task_loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
+        loss = CLASSIFICATION.loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits, b["labels"])
         losses.append(loss.item())
         return loss
 

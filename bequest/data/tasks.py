@@ -33,6 +33,20 @@ class TaskSpec:
         return 1 if self.is_regression else len(self.label_names)
 
     @property
+    def kind_name(self) -> str:
+        if self.question_answering:
+            return "extractive_qa"
+        return "regression" if self.is_regression else "classification"
+
+    @property
+    def kind(self):
+        """The task kind (`bequest.data.kinds`): head, task loss, soft-target loss. Imported here on first
+        use, so reading a recipe never loads torch."""
+        from bequest.data.kinds import TASK_KINDS
+
+        return TASK_KINDS[self.kind_name].implementation
+
+    @property
     def unanswerable(self) -> bool:
         """SQuAD v2.0 has questions whose answer is not in the context."""
         return self.name == "squad_v2"

@@ -18,7 +18,6 @@ from bequest.errors import BequestError
 from bequest.init.extract import Selection, extract, ffn_size, head_size, shares_heads
 from bequest.init.importance import SCORERS, Scores, choose
 from bequest.models.capture import run_captured
-from bequest.objectives.logits import batch_task_loss
 from bequest.objectives.terms import MLM, mlm_head
 
 
@@ -80,12 +79,13 @@ def _mlm_loss(teacher: nn.Module, source: str, tokenizer, batches: list[dict], s
     return loss
 
 
-def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, data, on_task: bool, pad_token_id: int,
+def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, data, task_kind, pad_token_id: int,
                     seed: int, tokenizer=None, teacher_source: str | None = None) -> tuple[nn.Module, Selection, Scores]:
     """Score the teacher's units, keep the best at the target shape from `layers`, and cut the student out.
 
-    `data` is the run's training data: a task's labelled examples or a corpus's segments; Taylor
-    batches are drawn from it."""
+    `data` is the run's training data: a task's labelled examples or a corpus's segments (`task_kind`
+    None); Taylor batches are drawn from it."""
+    on_task = task_kind is not None
     hidden, heads, neurons = target_shape(teacher.config, spec)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -94,7 +94,7 @@ def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, 
             count = max(spec.batches, spec.head_steps if not on_task else 0)
             batches = [data.batch(b, pad_token_id) for b in order[:count]]
             if on_task:
-                loss_fn = batch_task_loss
+                loss_fn = task_kind.batch_loss
             else:
                 loss_fn = _mlm_loss(teacher, teacher_source, tokenizer, batches, spec.head_steps)
             scores = SCORERS["taylor"](teacher, batches=batches[: spec.batches], loss_fn=loss_fn, seed=seed)

@@ -18,8 +18,6 @@ from torch import nn
 from transformers import (
     AutoConfig,
     AutoModel,
-    AutoModelForQuestionAnswering,
-    AutoModelForSequenceClassification,
     AutoTokenizer,
     PretrainedConfig,
 )
@@ -172,7 +170,7 @@ def load_pretrained(auto_class, name: str, **kwargs):
 
 def task_model_class(task):
     """The Auto class of a task's models: extractive QA (start/end logits) or sequence classification."""
-    return AutoModelForQuestionAnswering if task.question_answering else AutoModelForSequenceClassification
+    return task.kind.auto_class
 
 
 def load_task_model(name: str, task, **kwargs) -> tuple[nn.Module, bool]:

@@ -13,12 +13,12 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, PretrainedConfig
 
 from bequest.config import ObjectivesConfig
-from bequest.data.tasks import QA_TASKS
+from bequest.data.kinds import CLASSIFICATION, TaskKind
+from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.models.capture import Captured
 from bequest.models.loading import load_pretrained
 from bequest.objectives import losses
-from bequest.objectives.logits import kd_loss, task_loss
 from bequest.objectives.mapping import layer_pairs
 
 
@@ -36,17 +36,21 @@ class Term(nn.Module):
 
 
 class Task(Term):
+    def __init__(self, kind: TaskKind):
+        super().__init__()
+        self.kind = kind
+
     def forward(self, student, teacher, labels):
-        return task_loss(student.logits, labels, student.mask)
+        return self.kind.loss(student.logits, labels, student.mask)
 
 
 class LogitKD(Term):
-    def __init__(self, alpha: float, temperature: float):
+    def __init__(self, alpha: float, temperature: float, kind: TaskKind):
         super().__init__()
-        self.alpha, self.temperature = alpha, temperature
+        self.alpha, self.temperature, self.kind = alpha, temperature, kind
 
     def forward(self, student, teacher, labels):
-        return kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature, student.mask)
+        return self.kind.kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature, student.mask)
 
 
 class _Projected(Term):
@@ -232,6 +236,7 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
     s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
     s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
     s_width, t_width = student.hidden_size, teacher.hidden_size
+    kind = get_task(task).kind if task else CLASSIFICATION  # the logits' kind says how they are compared
     terms = {}
     for name, spec in objectives.active().items():
         where = f"objective {name}"
@@ -243,9 +248,9 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
             raise BequestError(f"{where} compares attention heads one to one, but the student has {s_heads} heads and the "
                                f"teacher {t_heads}: use minilmv2, whose relation heads need not match")
         if name == "task":
-            term = Task()
+            term = Task(kind)
         elif name == "kd":
-            term = LogitKD(spec.alpha, spec.temperature)
+            term = LogitKD(spec.alpha, spec.temperature, kind)
         elif name == "hidden":
             term = Hidden(pairs("uniform", "hidden"), s_width, t_width, spec.projection, spec.loss)
         elif name == "pkd":
@@ -270,7 +275,7 @@ def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher
             head, decoder, _ = mlm_head(student, teacher, teacher_source)
             term = MLM(head, decoder, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
         elif name == "ptp":
-            if student.num_labels == 1 or task in QA_TASKS:
+            if student.num_labels == 1 or not kind.has_classes:
                 raise BequestError(f"{where} builds its classes from the teacher's class predictions; a regression "
                                    "or question-answering task has none: use kd or pkd")
             defaults = PTP_THRESHOLDS.get(task, (None, None))

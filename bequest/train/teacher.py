@@ -38,7 +38,6 @@ from bequest.io import (
     tensor_bytes,
 )
 from bequest.models.loading import load_task_model, weights_fingerprint
-from bequest.objectives.logits import batch_task_loss
 from bequest.run_dir import latest_checkpoint
 from bequest.train.loop import train
 from bequest.train.runtime import resolved_precision
@@ -135,7 +134,7 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
         log = train(
             model,
             data.train,
-            batch_task_loss,
+            task.kind.batch_loss,
             settings,
             seed=config.seed,
             pad_token_id=pad,
