@@ -85,6 +85,15 @@ def run(
     run_recipe(config, resume=resume, overwrite=overwrite)
 
 
+@app.command(name="list")
+@user_errors
+def list_() -> None:
+    """Every task, objective, initialiser, scorer, task kind and architecture a recipe may name."""
+    from bequest.catalog import print_catalog
+
+    print_catalog()
+
+
 @app.command()
 @user_errors
 def evaluate(

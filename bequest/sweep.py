@@ -32,8 +32,8 @@ from rich.console import Console
 
 from bequest.config import (
     RunConfig,
-    _describe,
-    _Section,
+    Section,
+    describe_error,
     load_config,
     read_yaml_mapping,
 )
@@ -47,7 +47,7 @@ from bequest.train.runtime import is_main_process
 console = Console(stderr=True)
 
 
-class SweepConfig(_Section):
+class SweepConfig(Section):
     recipe: str = Field(description="the recipe every run starts from, relative to the sweep file")
     grid: dict[str, list] = Field(min_length=1, description="recipe key -> the values it takes")
     set: dict[str, object] = Field(default_factory=dict, description="recipe key -> one value, for every run")
@@ -59,7 +59,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     try:
         sweep = SweepConfig.model_validate(read_yaml_mapping(path, "sweep", "recipes/sweep-init.yaml"))
     except ValidationError as error:
-        raise BequestError(f"sweep {path}: {_describe(error)}") from None
+        raise BequestError(f"sweep {path}: {describe_error(error)}") from None
     empty = [key for key, values in sweep.grid.items() if not values]
     if empty:
         raise BequestError(f"sweep {path}: grid.{empty[0]} has no values: give at least one")

@@ -41,7 +41,7 @@ def target_shape(config, spec: ExtractConfig) -> tuple[int, int, int]:
 
 def check_extract(spec: ExtractConfig, teacher: nn.Module, tokenizer, on_task: bool) -> None:
     if spec.scorer not in SCORERS:
-        raise BequestError(f"extract.scorer '{spec.scorer}' is unknown: use one of {', '.join(SCORERS)}")
+        raise BequestError(f"extract.scorer '{spec.scorer}' is unknown: use one of {', '.join(SCORERS.names())}")
     target_shape(teacher.config, spec)
     if spec.scorer == "taylor" and not on_task and tokenizer.mask_token_id is None:
         raise BequestError("extract.scorer taylor on a corpus scores by masked-language modelling, and the tokenizer "
@@ -97,8 +97,8 @@ def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, 
                 loss_fn = task_kind.batch_loss
             else:
                 loss_fn = _mlm_loss(teacher, teacher_source, tokenizer, batches, spec.head_steps)
-            scores = SCORERS["taylor"](teacher, batches=batches[: spec.batches], loss_fn=loss_fn, seed=seed)
+            scores = SCORERS["taylor"].implementation(teacher, batches=batches[: spec.batches], loss_fn=loss_fn, seed=seed)
         else:
-            scores = SCORERS[spec.scorer](teacher, seed=seed)
+            scores = SCORERS[spec.scorer].implementation(teacher, seed=seed)
     selection = choose(scores, layers, hidden, heads, neurons, shares_heads(teacher))
     return extract(teacher, selection), selection, scores

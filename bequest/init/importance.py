@@ -32,6 +32,7 @@ from bequest.init.extract import (
 )
 from bequest.models.arch import for_layer
 from bequest.models.loading import layer_list
+from bequest.registry import Registry
 
 
 @dataclass
@@ -128,7 +129,10 @@ def taylor_scores(model: nn.Module, *, batches: Iterable[dict], loss_fn: Callabl
     return scores
 
 
-SCORERS: dict[str, Callable[..., Scores]] = {"random": random_scores, "magnitude": magnitude_scores, "taylor": taylor_scores}
+SCORERS = Registry("importance scorer", "importance scorers", "bequest.init.importance.SCORERS")
+SCORERS.register("random", random_scores, description="ETD-Rand: seeded uniform scores")
+SCORERS.register("magnitude", magnitude_scores, description="the L2 norm of every weight that reads or writes the unit")
+SCORERS.register("taylor", taylor_scores, description="ETD-Impt: first-order Taylor importance from training-loss gradients")
 
 
 def choose(scores: Scores, layers: list[int], hidden: int, heads: int, ffn: int, shared_heads: bool) -> Selection:
