@@ -11,6 +11,7 @@ def catalog() -> dict[str, list[tuple[str, str]]]:
     import bequest.data.kinds  # noqa: F401  (registers the task kinds)
     import bequest.init.importance  # noqa: F401  (registers the scorers)
     import bequest.models.arch  # noqa: F401  (registers the architectures)
+    import bequest.objectives.terms  # noqa: F401  (registers the objective builders)
     from bequest.config import ObjectivesConfig, StudentConfig
     from bequest.data.tasks import QA_TASKS, TASKS
     from bequest.registry import Registry

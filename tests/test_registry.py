@@ -40,3 +40,10 @@ def test_bequest_list_prints_every_registry_and_recipe_name():
         for name, _ in rows:
             assert name in shown, (title, name)
     assert "sst2" in shown and "minilmv2" in shown and "taylor" in shown and "extractive_qa" in shown
+
+
+def test_every_objective_of_the_recipe_schema_has_a_registered_builder_and_back():
+    from bequest.config import ObjectivesConfig
+    from bequest.objectives.terms import OBJECTIVES
+
+    assert set(OBJECTIVES.names()) == set(ObjectivesConfig.model_fields)

@@ -7,12 +7,13 @@ whose parameters train with the student and are saved in its checkpoints.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForMaskedLM, PretrainedConfig
 
-from bequest.config import ObjectivesConfig
 from bequest.data.kinds import CLASSIFICATION, TaskKind
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
@@ -20,6 +21,7 @@ from bequest.models.capture import Captured
 from bequest.models.loading import load_pretrained
 from bequest.objectives import losses
 from bequest.objectives.mapping import layer_pairs
+from bequest.registry import Registry
 
 
 class Term(nn.Module):
@@ -218,6 +220,51 @@ def mlm_head(student: PretrainedConfig, teacher: PretrainedConfig, source: str |
     return head, decoder, pretrained
 
 
+OBJECTIVES = Registry("objective", "objective builders", "bequest.objectives.terms.OBJECTIVES")
+
+
+@dataclass
+class BuildContext:
+    """What an objective's builder may read: both configs, the tokenizer, the teacher's source, the task."""
+
+    student: PretrainedConfig
+    teacher: PretrainedConfig
+    tokenizer: object
+    teacher_source: str | None
+    task: str | None
+    kind: TaskKind  # the logits' kind says how they are compared
+
+    def pairs(self, spec, default, space: str, where: str) -> list[tuple[int, int]]:
+        return layer_pairs(spec.mapping or default, self.student.num_hidden_layers, self.teacher.num_hidden_layers, space, where)
+
+    def same_heads(self, where: str) -> None:
+        s_heads, t_heads = self.student.num_attention_heads, self.teacher.num_attention_heads
+        if s_heads != t_heads:
+            raise BequestError(f"{where} compares attention heads one to one, but the student has {s_heads} heads and the "
+                               f"teacher {t_heads}: use minilmv2, whose relation heads need not match")
+
+
+def objective(name: str, description: str):
+    """Register `builder(spec, context, where) -> Term` as the objective `name` (a key of a stage's objectives)."""
+    return OBJECTIVES.register(name, description=description)
+
+
+@objective("task", "the task loss of the task kind")
+def _task(spec, ctx, where):
+    return Task(ctx.kind)
+
+
+@objective("kd", "logit KD through the task kind's soft-target loss")
+def _kd(spec, ctx, where):
+    return LogitKD(spec.alpha, spec.temperature, ctx.kind)
+
+
+@objective("hidden", "hidden states through a width projection")
+def _hidden(spec, ctx, where):
+    return Hidden(ctx.pairs(spec, "uniform", "hidden", where), ctx.student.hidden_size, ctx.teacher.hidden_size,
+                  spec.projection, spec.loss)
+
+
 def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, int]]:
     """PKD-skip: intermediate layers only; the last layer is the logit KD's job."""
     pairs = layer_pairs("uniform", student_layers, teacher_layers, "hidden")[1:-1]
@@ -226,62 +273,68 @@ def _pkd_default(student_layers: int, teacher_layers: int) -> list[tuple[int, in
     return pairs
 
 
-def build_terms(objectives: ObjectivesConfig, student: PretrainedConfig, teacher: PretrainedConfig,
+@objective("pkd", "normalised [CLS] states of mapped layers")
+def _pkd(spec, ctx, where):
+    s_layers, t_layers = ctx.student.num_hidden_layers, ctx.teacher.num_hidden_layers
+    chosen = layer_pairs(spec.mapping, s_layers, t_layers, "hidden", where) if spec.mapping else _pkd_default(s_layers, t_layers)
+    return PKD(chosen, ctx.student.hidden_size, ctx.teacher.hidden_size, spec.projection)
+
+
+@objective("attention_mse", "pre-softmax attention scores, MSE")
+def _attention_mse(spec, ctx, where):
+    ctx.same_heads(where)
+    return AttentionMSE(ctx.pairs(spec, "uniform", "layer", where))
+
+
+@objective("attention_kl", "attention distributions, KL")
+def _attention_kl(spec, ctx, where):
+    ctx.same_heads(where)
+    return AttentionKL(ctx.pairs(spec, "uniform", "layer", where))
+
+
+@objective("value_relation", "MiniLM value relation, KL")
+def _value_relation(spec, ctx, where):
+    ctx.same_heads(where)
+    return Relations(ctx.pairs(spec, "last", "layer", where), ["vv"], ctx.student.num_attention_heads,
+                     ctx.teacher.num_attention_heads)
+
+
+@objective("minilmv2", "MiniLMv2 Q-Q, K-K, V-V relations in relation heads, KL")
+def _minilmv2(spec, ctx, where):
+    heads = spec.relation_heads or ctx.teacher.num_attention_heads
+    for who, width in (("student", ctx.student.hidden_size), ("teacher", ctx.teacher.hidden_size)):
+        if width % heads:
+            raise BequestError(f"{where}: {heads} relation heads do not divide the {who}'s width {width}: "
+                               "choose minilmv2.relation_heads that divides both widths")
+    return Relations(ctx.pairs(spec, "last", "layer", where), spec.relations, heads, heads)
+
+
+@objective("mlm", "masked-language modelling through the architecture's MLM head")
+def _mlm(spec, ctx, where):
+    if ctx.tokenizer is None or ctx.tokenizer.mask_token_id is None:
+        raise BequestError(f"{where}: the tokenizer has no mask token: mlm needs one")
+    head, decoder, _ = mlm_head(ctx.student, ctx.teacher, ctx.teacher_source)
+    return MLM(head, decoder, spec.probability, ctx.tokenizer.mask_token_id, ctx.tokenizer.all_special_ids)
+
+
+@objective("ptp", "Pea-KD's PTP: 4 classes from the teacher's predictions")
+def _ptp(spec, ctx, where):
+    if ctx.student.num_labels == 1 or not ctx.kind.has_classes:
+        raise BequestError(f"{where} builds its classes from the teacher's class predictions; a regression "
+                           "or question-answering task has none: use kd or pkd")
+    defaults = PTP_THRESHOLDS.get(ctx.task, (None, None))
+    t1, t2 = spec.t1 or defaults[0], spec.t2 or defaults[1]
+    return PTP(ctx.student.hidden_size, (t1, t2) if t1 and t2 else None)
+
+
+def build_terms(objectives, student: PretrainedConfig, teacher: PretrainedConfig,
                 tokenizer=None, teacher_source: str | None = None, task: str | None = None) -> dict[str, tuple[float, Term]]:
-    """Turn a stage's objectives into weighted terms, checking every layer and shape they need.
+    """Turn a stage's objectives into weighted terms through their registered builders, checking every
+    layer and shape they need.
 
     `tokenizer` gives the mask and special tokens to the mlm term, `teacher_source` (the teacher's
     folder or hub id) the trained MLM head it starts from where the checkpoint has one, `task`
-    the ptp term its thresholds."""
-    s_layers, t_layers = student.num_hidden_layers, teacher.num_hidden_layers
-    s_heads, t_heads = student.num_attention_heads, teacher.num_attention_heads
-    s_width, t_width = student.hidden_size, teacher.hidden_size
-    kind = get_task(task).kind if task else CLASSIFICATION  # the logits' kind says how they are compared
-    terms = {}
-    for name, spec in objectives.active().items():
-        where = f"objective {name}"
-
-        def pairs(default, space):
-            return layer_pairs(spec.mapping or default, s_layers, t_layers, space, where)
-
-        if name in ("attention_mse", "attention_kl", "value_relation") and s_heads != t_heads:
-            raise BequestError(f"{where} compares attention heads one to one, but the student has {s_heads} heads and the "
-                               f"teacher {t_heads}: use minilmv2, whose relation heads need not match")
-        if name == "task":
-            term = Task(kind)
-        elif name == "kd":
-            term = LogitKD(spec.alpha, spec.temperature, kind)
-        elif name == "hidden":
-            term = Hidden(pairs("uniform", "hidden"), s_width, t_width, spec.projection, spec.loss)
-        elif name == "pkd":
-            chosen = layer_pairs(spec.mapping, s_layers, t_layers, "hidden", where) if spec.mapping else _pkd_default(s_layers, t_layers)
-            term = PKD(chosen, s_width, t_width, spec.projection)
-        elif name == "attention_mse":
-            term = AttentionMSE(pairs("uniform", "layer"))
-        elif name == "attention_kl":
-            term = AttentionKL(pairs("uniform", "layer"))
-        elif name == "value_relation":
-            term = Relations(pairs("last", "layer"), ["vv"], s_heads, t_heads)
-        elif name == "minilmv2":
-            heads = spec.relation_heads or t_heads
-            for who, width in (("student", s_width), ("teacher", t_width)):
-                if width % heads:
-                    raise BequestError(f"{where}: {heads} relation heads do not divide the {who}'s width {width}: "
-                                       "choose minilmv2.relation_heads that divides both widths")
-            term = Relations(pairs("last", "layer"), spec.relations, heads, heads)
-        elif name == "mlm":
-            if tokenizer is None or tokenizer.mask_token_id is None:
-                raise BequestError(f"{where}: the tokenizer has no mask token: mlm needs one")
-            head, decoder, _ = mlm_head(student, teacher, teacher_source)
-            term = MLM(head, decoder, spec.probability, tokenizer.mask_token_id, tokenizer.all_special_ids)
-        elif name == "ptp":
-            if student.num_labels == 1 or not kind.has_classes:
-                raise BequestError(f"{where} builds its classes from the teacher's class predictions; a regression "
-                                   "or question-answering task has none: use kd or pkd")
-            defaults = PTP_THRESHOLDS.get(task, (None, None))
-            t1, t2 = spec.t1 or defaults[0], spec.t2 or defaults[1]
-            term = PTP(s_width, (t1, t2) if t1 and t2 else None)
-        else:  # a new config field without a term here is a programming error
-            raise AssertionError(name)
-        terms[name] = (spec.weight, term)
-    return terms
+    the task kind and the ptp term its thresholds."""
+    ctx = BuildContext(student, teacher, tokenizer, teacher_source, task, get_task(task).kind if task else CLASSIFICATION)
+    return {name: (spec.weight, OBJECTIVES[name].implementation(spec, ctx, f"objective {name}"))
+            for name, spec in objectives.active().items()}
