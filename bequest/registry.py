@@ -27,8 +27,8 @@ class Registry:
 
     all: dict[str, Registry] = {}  # every registry, by title, for `bequest list`
 
-    def __init__(self, kind: str, title: str, where: str):
-        self.kind, self.title, self.where = kind, title, where
+    def __init__(self, kind: str, title: str):
+        self.kind, self.title = kind, title
         self._entries: dict[str, Entry] = {}
         self.version = 0  # bumped by every registration: the recipe schema is rebuilt when it changes
         Registry.all[title] = self

@@ -12,7 +12,7 @@ from bequest.registry import Registry
 
 
 def test_an_unknown_name_lists_the_registered_ones_and_a_name_cannot_be_taken_twice():
-    registry = Registry("widget", "widgets (test)", "tests")
+    registry = Registry("widget", "widgets (test)")
     try:
         registry.register("a", object(), description="the first")
         with pytest.raises(BequestError, match=r"unknown widget 'b': use one of a "):

@@ -21,7 +21,7 @@ from bequest.data.features import model_inputs
 from bequest.models.outputs import PADDING_LOGIT, output_logits
 from bequest.registry import Registry
 
-TASK_KINDS = Registry("task kind", "task kinds", "bequest.data.kinds.TASK_KINDS")
+TASK_KINDS = Registry("task kind", "task kinds")
 
 
 class TaskKind:

@@ -129,7 +129,7 @@ def taylor_scores(model: nn.Module, *, batches: Iterable[dict], loss_fn: Callabl
     return scores
 
 
-SCORERS = Registry("importance scorer", "importance scorers", "bequest.init.importance.SCORERS")
+SCORERS = Registry("importance scorer", "importance scorers")
 SCORERS.register("random", random_scores, description="ETD-Rand: seeded uniform scores")
 SCORERS.register("magnitude", magnitude_scores, description="the L2 norm of every weight that reads or writes the unit")
 SCORERS.register("taylor", taylor_scores, description="ETD-Impt: first-order Taylor importance from training-loss gradients")

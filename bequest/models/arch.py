@@ -29,7 +29,7 @@ class Architecture:
         return self.query, self.key, self.value
 
 
-ARCHITECTURES = Registry("architecture", "architectures", "bequest.models.arch.ARCHITECTURES")
+ARCHITECTURES = Registry("architecture", "architectures")
 ARCHITECTURES.register("bert", Architecture(
     ("bert", "roberta", "xlm-roberta", "camembert", "electra", "data2vec-text", "roberta-prelayernorm", "xmod"),
     "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",

@@ -220,7 +220,7 @@ def mlm_head(student: PretrainedConfig, teacher: PretrainedConfig, source: str |
     return head, decoder, pretrained
 
 
-OBJECTIVES = Registry("objective", "objective builders", "bequest.objectives.terms.OBJECTIVES")
+OBJECTIVES = Registry("objective", "objective builders")
 
 
 @dataclass
