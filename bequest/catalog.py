@@ -1,4 +1,4 @@
-"""`bequest list`: every name a recipe may use, with what it does, read from the registries and the schema."""
+"""`bequest list`: every name a recipe may use, with what it does, read from the registries."""
 
 from __future__ import annotations
 
@@ -8,20 +8,12 @@ from rich.table import Table
 
 def catalog() -> dict[str, list[tuple[str, str]]]:
     """Section title -> (name, description) rows."""
-    import bequest.data.kinds  # noqa: F401  (registers the task kinds)
-    import bequest.init.importance  # noqa: F401  (registers the scorers)
-    import bequest.models.arch  # noqa: F401  (registers the architectures)
-    import bequest.objectives.terms  # noqa: F401  (registers the objective builders)
-    from bequest.config import ObjectivesConfig, StudentConfig
+    import bequest.builtins  # noqa: F401  (registers every built-in entry)
     from bequest.data.tasks import QA_TASKS, TASKS
     from bequest.registry import Registry
 
     rows = {"tasks": [(spec.name, f"{spec.kind_name}; scored by {', '.join(spec.metrics)}")
                       for spec in [*TASKS.values(), *QA_TASKS.values()]]}
-    rows["objectives (a stage's objectives: section)"] = [
-        (name, field.description) for name, field in ObjectivesConfig.model_fields.items()]
-    rows["student initialisers (keys of a student)"] = [
-        (name, StudentConfig.model_fields[name].description) for name in ("init", "extract", "wid", "sps", "model")]
     rows.update({title: [(entry.name, entry.description) for entry in registry] for title, registry in Registry.all.items()})
     return rows
 

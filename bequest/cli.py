@@ -123,7 +123,7 @@ def extract(
 ) -> None:
     """Cut a student out of the teacher in depth and width (ETD) and save it, without distilling it."""
     config = _recipe(recipe, set_, {"data.dir": data_dir})
-    from bequest.pipeline import extract_recipe_student
+    from bequest.commands.extract import extract_recipe_student
 
     extract_recipe_student(config, student, output, overwrite)
 
@@ -137,7 +137,7 @@ def merge(
     overwrite: Annotated[bool, typer.Option(help="replace an existing output folder")] = False,
 ) -> None:
     """Merge a WID student's latest checkpoint (compactors and masks) into a dense model folder."""
-    from bequest.pipeline import merge_wid_checkpoint
+    from bequest.commands.merge import merge_wid_checkpoint
 
     merge_wid_checkpoint(run_dir, student, output, overwrite)
 

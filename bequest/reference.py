@@ -13,7 +13,7 @@ import typing
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from bequest.config import RunConfig
+from bequest.config import RunConfig, registered_model
 
 
 def _sections(annotation) -> list[type[BaseModel]]:
@@ -50,7 +50,10 @@ def _title(prefix: str) -> str:
 def _table(model: type[BaseModel], prefix: str, seen: list[tuple[str, type[BaseModel]]]) -> list[str]:
     rows = [_title(prefix), "", (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), "",
             "| key | type | default | what it does |", "|---|---|---|---|"]
-    for name, field in model.model_fields.items():
+    fields = dict(model.model_fields)
+    if getattr(model, "registered", None):  # a section whose keys are also a registry's names
+        fields.update(registered_model(model.registered).model_fields)
+    for name, field in fields.items():
         key = f"{prefix}{name}"
         listed = "list[" in str(field.annotation)
         for section in _sections(field.annotation):

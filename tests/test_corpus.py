@@ -194,8 +194,8 @@ def test_held_out_loss_is_repeatable_and_leaves_the_training_stream_alone(genera
 
     from bequest.config import ObjectivesConfig
     from bequest.objectives.terms import build_terms
-    from bequest.pipeline import heldout_loss
     from bequest.train.distiller import Distiller
+    from bequest.workload import heldout_loss
 
     folder, _ = general
     teacher = Auto.from_pretrained(tiny_teacher)

@@ -287,7 +287,7 @@ def test_captured_attention_is_the_models_own(model_type):
 
 
 def _mlm_term(student_config):
-    from bequest.objectives.terms import MLM, mlm_head
+    from bequest.objectives.mlm import MLM, mlm_head
 
     head, decoder, _ = mlm_head(student_config, student_config, None)
     return MLM(head, decoder, 0.3, mask_id=3, special_ids=[0, 1, 2, 3])
@@ -335,7 +335,7 @@ def test_mlm_loss_is_cross_entropy_against_tied_embeddings():
 def test_mlm_starts_from_the_checkpoints_head_where_it_has_one(tmp_path):
     from transformers import AutoModelForMaskedLM
 
-    from bequest.objectives.terms import mlm_head
+    from bequest.objectives.mlm import mlm_head
 
     config = _config()
     torch.manual_seed(3)

@@ -11,10 +11,10 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.config import load_config
 from bequest.errors import BequestError
-from bequest.init.sps import share_layers, unroll
+from bequest.init.sps import draw_swaps, share_layers, unroll
 from bequest.models.arch import for_layer
 from bequest.models.loading import count_parameters, layer_list
-from bequest.objectives.terms import ptp_labels, ptp_thresholds
+from bequest.objectives.ptp import ptp_labels, ptp_thresholds
 from bequest.pipeline import run_recipe
 
 ARCHITECTURES = ["bert", "distilbert", "mpnet"]
@@ -84,8 +84,10 @@ def test_stochastic_sps_swaps_only_at_odd_training_steps_and_never_in_evaluation
     student = _student("bert", layers=3)
     shared = share_layers(student, "stochastic").train()  # no dropout in this config
     with torch.no_grad():
+        draw_swaps(shared)  # what the training loop's callback does before each optimiser step
         even = shared(**_inputs()).logits  # step 0: no swap
         torch.manual_seed(11)
+        draw_swaps(shared)
         odd = shared(**_inputs()).logits  # step 1: each layer swapped with probability 1/2, in both passes
         torch.manual_seed(11)
         flags = {i for i, swap in enumerate((torch.rand(3) < 0.5).tolist()) if swap}
@@ -125,7 +127,7 @@ def test_ptp_then_pkd_with_sps_runs_and_exports_an_ordinary_model(tmp_path, tiny
 
 
 def test_the_ptp_stage_trains_the_encoder_and_hands_its_weights_to_the_kd_stage(tmp_path, tiny_teacher, tiny_glue, monkeypatch):
-    import bequest.pipeline as pipeline
+    import bequest.distil as pipeline
 
     stages, real = [], pipeline.train
 

@@ -5,9 +5,8 @@ from types import SimpleNamespace
 import pytest
 from transformers import AutoModel
 
-from bequest.config import ExtractConfig
 from bequest.errors import BequestError
-from bequest.init.etd import check_extract, extract_student
+from bequest.init.etd import ExtractConfig, check_extract, extract_student
 from bequest.init.extract import shares_heads
 from bequest.init.importance import choose, magnitude_scores
 

@@ -38,7 +38,9 @@ def test_bequest_list_prints_every_registry_and_recipe_name():
     sections = json.loads(subprocess.run([sys.executable, "-c", "import json; from bequest.catalog import catalog; "
                                           "print(json.dumps(catalog()))"], capture_output=True, text=True, env=env,
                                          check=True).stdout)
-    assert {"tasks", "task kinds", "architectures", "importance scorers", "objective builders"} <= set(sections)
+    assert {"tasks", "task kinds", "architectures", "importance scorers", "objectives (keys of a stage's objectives:)",
+            "student initialisers (keys of a student)", "layer strategies (a student's init:)",
+            "layer mappings (an objective's mapping:)"} <= set(sections)
     for title, rows in sections.items():
         assert title in shown
         for name, _ in rows:
@@ -46,8 +48,20 @@ def test_bequest_list_prints_every_registry_and_recipe_name():
     assert "sst2" in shown and "minilmv2" in shown and "taylor" in shown and "extractive_qa" in shown
 
 
-def test_every_objective_of_the_recipe_schema_has_a_registered_builder_and_back():
-    from bequest.config import ObjectivesConfig
-    from bequest.objectives.terms import OBJECTIVES
+def test_the_recipe_schema_is_the_registries_and_an_unknown_name_lists_them():
+    from bequest.config import parse_config, registered_model
+    from bequest.init.base import INITIALISERS
+    from bequest.objectives.base import OBJECTIVES
 
-    assert set(OBJECTIVES.names()) == set(ObjectivesConfig.model_fields)
+    assert list(registered_model("objectives").model_fields) == OBJECTIVES.names()
+    assert list(registered_model("initialisers").model_fields) == [e.name for e in INITIALISERS if e.config is not None]
+    with pytest.raises(BequestError, match=r"students.0.objectives.kdd: unknown key: use one of task, kd, hidden, .*ptp"):
+        parse_config({"task": "sst2", "students": [{"layers": 2, "objectives": {"kdd": {}}}]})
+    with pytest.raises(BequestError, match=r"students.0.objectives.hidden.mapping: unknown layer mapping 'even': use one of uniform"):
+        parse_config({"task": "sst2", "students": [{"layers": 2, "objectives": {"hidden": {"mapping": "even"}}}]})
+    with pytest.raises(BequestError, match=r"students.0.init: unknown layer strategy 'top': use one of lower, upper"):
+        parse_config({"task": "sst2", "students": [{"layers": 2, "init": "top"}]})
+    with pytest.raises(BequestError, match=r"students.0.wdi: unknown key: use one of name, layers, .*, model, extract, wid, sps"):
+        parse_config({"task": "sst2", "students": [{"layers": 2, "wdi": {}}]})
+    with pytest.raises(BequestError, match=r"students.0.wid.hidden_size: required key is missing"):
+        parse_config({"task": "sst2", "students": [{"layers": 2, "wid": {}}]})

@@ -5,9 +5,9 @@ import torch
 from test_extract import ARCHITECTURES, _inputs, _teacher
 from torch.func import functional_call
 
-from bequest.config import TrainConfig, WIDConfig
+from bequest.config import TrainConfig
 from bequest.errors import BequestError
-from bequest.init.wid import UPDATES, Compacting, wid_shape
+from bequest.init.wid import UPDATES, Compacting, WIDConfig, wid_shape
 from bequest.models.loading import count_parameters
 from bequest.train import loop
 
@@ -102,6 +102,7 @@ def test_marked_channels_go_to_zero_during_training_and_kept_ones_train():
     assert compactor_group["lr"] == 0.002 and compactor_group["weight_decay"] == 0.0
     labels = torch.tensor([0, 2])
     for _ in range(UPDATES + 30):
+        wrapped.advance()  # what the training loop's MaskSchedule callback does before each optimiser step
         loss = torch.nn.functional.cross_entropy(wrapped(**_inputs()).logits, labels)
         loss.backward()
         optimizer.step()

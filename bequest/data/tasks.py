@@ -46,6 +46,13 @@ class TaskSpec:
 
         return TASK_KINDS[self.kind_name].implementation
 
+    def label_maps(self) -> dict:
+        """Class names for the config of a task model; QA heads have none (start and end are not classes)."""
+        if self.question_answering:
+            return {}
+        names = self.label_names or ("score",)
+        return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
     @property
     def unanswerable(self) -> bool:
         """SQuAD v2.0 has questions whose answer is not in the context."""

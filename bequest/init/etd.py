@@ -9,16 +9,34 @@ to the frozen teacher for `extract.head_steps` steps.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from bequest.config import ExtractConfig
 from bequest.data.features import model_inputs, training_batches
 from bequest.errors import BequestError
+from bequest.init.base import Initialiser, Start, initialiser
 from bequest.init.extract import Selection, extract, ffn_size, head_size, shares_heads
 from bequest.init.importance import SCORERS, Scores, choose
+from bequest.init.layers import LAYER_SELECTION, select_layers
+from bequest.models.arch import ffn_attribute
 from bequest.models.capture import run_captured
-from bequest.objectives.terms import MLM, mlm_head
+from bequest.objectives.mlm import MLM, mlm_head
+from bequest.section import Section
+
+
+class ExtractConfig(Section):
+    """ETD: cut the student out of the teacher in width as well as depth (`init` picks the layers).
+
+    The student keeps the teacher's head size, so hidden_size fixes the head count."""
+
+    hidden_size: int | None = Field(None, ge=1, description="default: the teacher's")
+    num_attention_heads: int | None = Field(None, ge=1, description="implied by hidden_size / the teacher's head size; give it to check")
+    intermediate_size: int | None = Field(None, ge=1, description="FFN neurons kept; default: the teacher's, scaled like the hidden size")
+    scorer: str = Field("taylor", description="which units survive: random (ETD-Rand), magnitude, or taylor (ETD-Impt)")
+    batches: int = Field(16, ge=1, description="taylor: training batches whose loss gradients score the units")
+    batch_size: int = Field(32, ge=1, description="taylor: examples per scoring batch")
+    head_steps: int = Field(100, ge=0, description="taylor on a corpus when the teacher has no MLM head: steps fitting one to it first")
 
 
 def target_shape(config, spec: ExtractConfig) -> tuple[int, int, int]:
@@ -52,13 +70,10 @@ def _mlm_loss(teacher: nn.Module, source: str, tokenizer, batches: list[dict], s
     """The teacher's MLM loss, through its checkpoint's head or one fitted to it (encoder frozen)."""
     head, decoder, pretrained = mlm_head(teacher.config, teacher.config, source)
     term = MLM(head, decoder, 0.15, tokenizer.mask_token_id, tokenizer.all_special_ids)
-    term.tie(teacher.get_input_embeddings())
+    term.attach(teacher)
 
     def loss(model: nn.Module, batch: dict) -> torch.Tensor:
-        inputs = model_inputs(batch)
-        inputs["input_ids"], labels = term.mask(inputs["input_ids"], inputs["attention_mask"])
-        captured = run_captured(model, inputs, hidden=True, attention=False)
-        captured.mlm_labels = labels
+        captured = run_captured(model, term.transform(model_inputs(batch)), hidden=True, attention=False)
         return term(captured, None, None)
 
     if not pretrained and steps:
@@ -102,3 +117,35 @@ def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, 
             scores = SCORERS[spec.scorer].implementation(teacher, seed=seed)
     selection = choose(scores, layers, hidden, heads, neurons, shares_heads(teacher))
     return extract(teacher, selection), selection, scores
+
+
+@initialiser("extract", "ETD: also narrow the student, keeping the teacher units a scorer ranks highest", ExtractConfig)
+class ETDExtraction(Initialiser):
+    """Cuts the student out of the teacher at the layers `init` picks and the width `extract` gives."""
+
+    builds = True
+
+    def validate(self, spec, student):
+        if "wid" in student.initialisers():
+            raise ValueError("extract (ETD) and wid narrow the student in two different ways: choose one")
+        if student.init == "random":
+            raise ValueError("extract starts from the teacher's weights: choose init lower, upper, uniform, stride or a layer list")
+
+    def check(self, spec, ctx):
+        LAYER_SELECTION.check(ctx.student, ctx)
+        check_extract(spec, ctx.teacher, ctx.tokenizer, ctx.task is not None)
+
+    def shape(self, spec, config, ctx):
+        config = LAYER_SELECTION.shape(ctx.student, config, ctx)
+        config.hidden_size, config.num_attention_heads, neurons = target_shape(ctx.teacher.config, spec)
+        setattr(config, ffn_attribute(config.model_type), neurons)
+        return config
+
+    def build(self, spec, ctx, start):
+        student = ctx.student
+        chosen = select_layers(student.init, student.layers, ctx.teacher.config.num_hidden_layers)
+        model, selection, scores = extract_student(ctx.teacher, chosen, spec, ctx.train, ctx.task.kind if ctx.task else None,
+                                                   ctx.pad_token_id, ctx.seed, ctx.tokenizer, ctx.teacher_source)
+        extraction = {"scorer": spec.scorer, "kept": selection.to_json(), "scores": scores.to_json()}
+        return Start(model, chosen, f"{LAYER_SELECTION.describe(student)} + ETD width extraction ({spec.scorer})",
+                     {"extraction": extraction})

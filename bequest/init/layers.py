@@ -13,18 +13,53 @@ import torch
 from torch import nn
 
 from bequest.errors import BequestError
+from bequest.init.base import INITIALISERS, Initialiser, Start, initialiser
 from bequest.models.loading import layer_list
+from bequest.registry import Registry
 
-STRATEGIES = ("lower", "upper", "uniform", "stride", "random")
+LAYER_STRATEGIES = Registry("layer strategy", "layer strategies (a student's init:)")
 
 
-def select_layers(strategy: str | list[int], student_layers: int, teacher_layers: int) -> list[int]:
-    """Which teacher layer each student layer starts from.
+def _lower(k: int, n: int) -> list[int]:
+    """the teacher's first k layers"""
+    return list(range(k))
 
-    `uniform` spreads the choice evenly including both ends: round(linspace(0, L-1, k)),
-    rounding halves up; it gives DistilBERT's 0,2,4,7,9,11 for 6 of 12 layers. `stride` takes
-    every (L/k)-th layer from the first, floor(i*L/k), as ETD does: 0,2,4 for 3 of 6.
-    """
+
+def _upper(k: int, n: int) -> list[int]:
+    """the teacher's last k layers"""
+    return list(range(n - k, n))
+
+
+def _uniform(k: int, n: int) -> list[int]:
+    """evenly spread, both ends included: round(linspace(0, L-1, k)), halves up (DistilBERT's 0,2,4,7,9,11 of 12)"""
+    if k == 1:
+        return [n - 1]
+    step = (n - 1) / (k - 1)
+    return [int(i * step + 0.5) for i in range(k)]
+
+
+def _stride(k: int, n: int) -> list[int]:
+    """every (L/k)-th layer from the first, floor(i*L/k), as ETD does: 0,2,4 of 6"""
+    return [i * n // k for i in range(k)]
+
+
+LAYER_STRATEGIES.register("lower", _lower)
+LAYER_STRATEGIES.register("upper", _upper)
+LAYER_STRATEGIES.register("uniform", _uniform)
+LAYER_STRATEGIES.register("stride", _stride)
+
+
+def _random(k: int, n: int) -> None:
+    """no teacher layer: every weight starts at random (the no-inheritance baseline)"""
+    return None
+
+
+LAYER_STRATEGIES.register("random", _random)
+
+
+def select_layers(strategy: str | list[int], student_layers: int, teacher_layers: int) -> list[int] | None:
+    """Which teacher layer each student layer starts from: a registered strategy's choice (None: none),
+    or an explicit list."""
     if student_layers > teacher_layers:
         raise BequestError(
             f"the student has {student_layers} layers but the teacher only {teacher_layers}: "
@@ -37,27 +72,14 @@ def select_layers(strategy: str | list[int], student_layers: int, teacher_layers
                 f"teacher layer index {bad[0]} is out of range: the teacher has layers 0..{teacher_layers - 1}"
             )
         return list(strategy)
-    if strategy == "lower":
-        return list(range(student_layers))
-    if strategy == "upper":
-        return list(range(teacher_layers - student_layers, teacher_layers))
-    if strategy == "uniform":
-        if student_layers == 1:
-            return [teacher_layers - 1]
-        step = (teacher_layers - 1) / (student_layers - 1)
-        return [int(i * step + 0.5) for i in range(student_layers)]
-    if strategy == "stride":  # ETD's uniform choice: 0, n/m, 2n/m, ...
-        return [i * teacher_layers // student_layers for i in range(student_layers)]
-    raise BequestError(f"unknown layer strategy '{strategy}': use one of {', '.join(STRATEGIES)} or a list of indices")
+    return LAYER_STRATEGIES[strategy].implementation(student_layers, teacher_layers)
 
 
 def init_student(teacher: nn.Module, strategy: str | list[int], student_layers: int | None, seed: int) -> tuple[nn.Module, list[int] | None]:
     """Build a student of `student_layers` layers from `teacher`; return it and the copied layer indices."""
     teacher_depth = teacher.config.num_hidden_layers
     depth = student_layers or teacher_depth
-    chosen = None if strategy == "random" else select_layers(strategy, depth, teacher_depth)
-    if strategy == "random" and depth > teacher_depth:
-        select_layers("lower", depth, teacher_depth)  # same error as the other strategies
+    chosen = select_layers(strategy, depth, teacher_depth)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = depth
     torch.manual_seed(seed)
@@ -77,3 +99,30 @@ def init_student(teacher: nn.Module, strategy: str | list[int], student_layers: 
         inherited[key] = teacher_state[source].clone()
     student.load_state_dict(inherited)
     return student, chosen
+
+
+@initialiser("init", "teacher layer selection: the student's layers and init keys (init: random copies none)")
+class LayerSelection(Initialiser):
+    """The default start: the teacher's architecture at the student's depth, with the chosen layers' weights.
+    Its recipe keys are the student's own (`layers`, `init`), so its `spec` is the student section."""
+
+    builds = True
+
+    def check(self, student, ctx):
+        depth = ctx.teacher.config.num_hidden_layers
+        select_layers(student.init, student.layers or depth, depth)
+
+    def shape(self, student, config, ctx):
+        config = copy.deepcopy(config)
+        config.num_hidden_layers = student.layers or config.num_hidden_layers
+        return config
+
+    def describe(self, student) -> str:
+        return student.init if isinstance(student.init, str) else "explicit"
+
+    def build(self, student, ctx, start):
+        model, chosen = init_student(ctx.teacher, student.init, student.layers, ctx.seed)
+        return Start(model, chosen, self.describe(student))
+
+
+LAYER_SELECTION = INITIALISERS["init"].implementation

@@ -17,14 +17,27 @@ evaluation, that loads without bequest.
 from __future__ import annotations
 
 import copy
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from bequest.callbacks import Callback
 from bequest.errors import BequestError
+from bequest.init.base import Initialiser, Start, initialiser
 from bequest.models.arch import for_layer
-from bequest.models.loading import layer_list
+from bequest.models.loading import count_parameters, layer_list
+from bequest.section import Section
+
+
+class SPSConfig(Section):
+    """Pea-KD's shuffled parameter sharing: the student's layers run twice (2N layers, N layers' parameters)."""
+
+    mode: Literal["paper", "stochastic"] = Field("paper", description="paper: the second pass swaps Query and Key; "
+                                                 "stochastic: random per-layer swaps at odd training steps (the public code)")
+
 
 STEP_BUFFER = "sps_step"  # training steps seen (stochastic mode swaps only at odd ones); not exported
 
@@ -61,24 +74,33 @@ def share_layers(student: nn.Module, mode: str) -> nn.Module:
 
 def _swap_at_random(model: nn.Module, layers: nn.ModuleList, depth: int, query: str, key: str) -> None:
     model.register_buffer(STEP_BUFFER, torch.zeros((), dtype=torch.long))
-    swapped = torch.zeros(depth, dtype=torch.bool)
-
-    def draw(module, args, kwargs):
-        swapped.zero_()
-        if module.training and torch.is_grad_enabled():
-            step = getattr(module, STEP_BUFFER)
-            if int(step) % 2 == 1:
-                swapped.copy_(torch.rand(depth) < 0.5)
-            step += 1
-
-    model.register_forward_pre_hook(draw, with_kwargs=True)
+    model.sps_swapped = torch.zeros(depth, dtype=torch.bool)  # this step's draw (`draw_swaps`)
     for position, layer in enumerate(layers):
         modules = dict(layer.named_modules())
         for own, partner in ((query, key), (key, query)):
             other = modules[partner]
             modules[own].register_forward_hook(
-                lambda _m, inputs, output, other=other, physical=position % depth:
-                F.linear(inputs[0], other.weight, other.bias) if swapped[physical] else None)
+                lambda m, inputs, output, other=other, physical=position % depth:
+                F.linear(inputs[0], other.weight, other.bias)
+                if m.training and model.sps_swapped[physical] else None)
+
+
+def draw_swaps(model: nn.Module) -> None:
+    """One optimiser step of the stochastic schedule: at odd steps each layer swaps with probability 1/2."""
+    step = getattr(model, STEP_BUFFER)
+    if int(step) % 2 == 1:
+        model.sps_swapped.copy_(torch.rand(len(model.sps_swapped)) < 0.5)
+    else:
+        model.sps_swapped.zero_()
+    step += 1
+
+
+class StochasticSwaps(Callback):
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    def on_step_begin(self, state) -> None:
+        draw_swaps(self.model)
 
 
 def unroll(shared: nn.Module) -> nn.Module:
@@ -86,3 +108,28 @@ def unroll(shared: nn.Module) -> nn.Module:
     plain = type(shared)(shared.config)
     plain.load_state_dict({name: tensor.clone() for name, tensor in shared.state_dict().items() if name != STEP_BUFFER})
     return plain
+
+
+@initialiser("sps", "Pea-KD SPS: run the student's layers twice with shared parameters", SPSConfig)
+class SharedParameters(Initialiser):
+    """Trains the student built before it as 2N layers of N layers' parameters; exported unrolled."""
+
+    def validate(self, spec, student):
+        if "wid" in student.initialisers():
+            raise ValueError("sps shares the layers of a dense student; wid's compactors cannot be shared: choose one")
+
+    def shape(self, spec, config, ctx):
+        config = copy.deepcopy(config)
+        config.num_hidden_layers *= 2
+        return config
+
+    def build(self, spec, ctx, start):
+        model = share_layers(start.model, spec.mode)
+        description = f"{start.description} + SPS ({spec.mode}): {model.config.num_hidden_layers // 2} layers of parameters run twice"
+        return Start(model, start.layers_from, description, start.logs)
+
+    def callbacks(self, spec, model):
+        return [StochasticSwaps(model)] if spec.mode == "stochastic" else []
+
+    def finalise(self, spec, model, ctx):
+        return unroll(model), {"sps_trained_parameters": count_parameters(model)}

@@ -26,14 +26,19 @@ W' = R W L, b' = R b, E' = E C^T, then every axis sliced at the kept channels.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call
 
-from bequest.config import WIDConfig
+from bequest.callbacks import Callback
+from bequest.data.features import inference_batches, model_inputs
 from bequest.errors import BequestError
+from bequest.init.base import Initialiser, Start, initialiser
 from bequest.init.extract import (
     Axis,
     Selection,
@@ -45,9 +50,25 @@ from bequest.init.extract import (
 )
 from bequest.io import write_text
 from bequest.models.loading import layer_list
-from bequest.params import set_optimizer_settings
+from bequest.models.outputs import output_logits
+from bequest.section import Section
 
 UPDATES = 16  # mask updates until the target shape, as in the paper
+
+
+class WIDConfig(Section):
+    """WID: the student is the teacher itself (at the chosen depth) with every linear wrapped in
+    left and right compactors; the compactors learn which rows and columns to drop, and the
+    model is merged into a dense one of the target shape when training ends."""
+
+    hidden_size: int = Field(..., ge=1, description="target hidden size (the attention is as wide, as in every HF encoder)")
+    intermediate_size: int | None = Field(None, ge=1, description="target FFN size; default: the teacher's, scaled like the hidden size")
+    strategy: Literal["dim", "head"] = Field("dim", description="dim: every head keeps fewer dimensions; head: fewer whole heads")
+    w_step: int = Field(50, ge=1, description="steps between mask updates; the target shape is reached after 16 updates")
+    l2_lambda: float = Field(400.0, ge=0, description="pull on marked rows and columns: multiplied by "
+                             "1 - compactor_learning_rate * l2_lambda after every step (0.98 by default)")
+    compactor_learning_rate: float = Field(5e-5, gt=0, description="the compactors' own learning rate, the paper's "
+                                           "(train.learning_rate is the inherited weights'); 1e-3 wrecks the model")
 
 
 def wid_shape(config, spec: WIDConfig) -> tuple[int, int, int]:
@@ -110,8 +131,6 @@ class Compacting(nn.Module):
                            and self.labels[name + ".weight"][1] == hidden]
         if self.embeddings:
             self.compactors["embeddings"] = nn.Parameter(torch.eye(config.hidden_size))
-        for param in self.compactors.values():
-            set_optimizer_settings(param, lr=spec.compactor_learning_rate, weight_decay=0.0)
 
         # (parameter of self, dimension, space): the channels of each space, in every tensor that holds them
         self.uses: list[tuple[str, int, Axis]] = []
@@ -199,14 +218,16 @@ class Compacting(nn.Module):
         mean, var = kept.mean(-1, keepdim=True), kept.var(-1, unbiased=False, keepdim=True)
         return ((x - mean) * torch.rsqrt(var + module.eps) * module.weight + module.bias).to(output.dtype)
 
+    def parameter_settings(self) -> list[tuple[nn.Parameter, dict]]:
+        """The compactors' own optimiser settings (the paper's learning rate, no weight decay)."""
+        return [(param, {"lr": self.spec.compactor_learning_rate, "weight_decay": 0.0}) for param in self.compactors.values()]
+
     def forward(self, *args, **kwargs):
-        if self.training and torch.is_grad_enabled():
-            self._advance()
         return functional_call(self.model, self.effective(hard=not self.training), args, kwargs)
 
     @torch.no_grad()
-    def _advance(self) -> None:
-        """One training step's bookkeeping: the mask update when one is due, then the pull."""
+    def advance(self) -> None:
+        """One optimiser step's bookkeeping, before its forward passes: the mask update when one is due, then the pull."""
         step = int(self.step)
         if step and step % self.spec.w_step == 0 and step // self.spec.w_step <= UPDATES:
             self.update_masks(step // self.spec.w_step)
@@ -286,3 +307,66 @@ class Compacting(nn.Module):
         if any(len(heads) == 0 for heads in self.selection().heads):
             raise BequestError("a layer lost all its attention heads: merge a checkpoint from later in the schedule")
         return extract(dense, self.selection())
+
+
+class MaskSchedule(Callback):
+    """Advances the compactors' schedule once per optimiser step (however many forward passes it takes)."""
+
+    def __init__(self, model: Compacting):
+        self.model = model
+
+    def on_step_begin(self, state) -> None:
+        self.model.advance()
+
+
+@torch.no_grad()
+def merge_error(wrapped: Compacting, merged: nn.Module, data, batch_size: int, pad_token_id: int) -> float:
+    """Max |difference| between the merged model's outputs (logits, else last hidden states at the
+    kept dimensions) and the wrapped model's with its masks applied, on the longest batch of `data`."""
+    device = next(merged.parameters()).device
+    inputs = model_inputs(data.batch(inference_batches(data.lengths, batch_size)[0], pad_token_id))
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    before, after = wrapped.eval()(**inputs), merged.eval()(**inputs)
+    if output_logits(before) is not None:
+        return (output_logits(before).float() - output_logits(after).float()).abs().max().item()
+    return (before.last_hidden_state[..., wrapped.kept_hidden].float() - after.last_hidden_state.float()).abs().max().item()
+
+
+@initialiser("wid", "WID: also narrow the student by training compactors on the teacher's weights, then merging", WIDConfig)
+class WeightInherited(Initialiser):
+    """Wraps the student built before it in compactors; merges it to the target width after training."""
+
+    def validate(self, spec, student):
+        if student.init == "random":
+            raise ValueError("wid starts from the teacher's weights: choose init lower, upper, uniform, stride or a layer list")
+
+    def check(self, spec, ctx):
+        wid_shape(ctx.teacher.config, spec)
+        axis_labels(ctx.teacher)  # refuses architectures whose parameters we cannot label
+
+    def check_schedule(self, spec, student, examples):
+        steps = 0
+        for stage in student.all_stages():
+            size = min(examples, stage.data.max_examples or examples)
+            steps += stage.train.max_steps or stage.train.epochs * math.ceil(size / stage.train.batch_size)
+        needed = UPDATES * spec.w_step
+        if steps < needed:
+            return (f"WID reaches its target shape after 16 mask updates of wid.w_step={spec.w_step} steps ({needed} steps), "
+                    f"but the student trains for {steps}: set wid.w_step to at most {steps // UPDATES}, or train longer")
+        return None
+
+    def build(self, spec, ctx, start):
+        log = ctx.log_dir / f"{ctx.student.name}.wid_masks.jsonl" if ctx.log_dir is not None else None
+        model = Compacting(start.model, spec, mask_log=log)
+        description = f"{start.description} + WID compactors ({spec.strategy}-wise, to hidden {spec.hidden_size})"
+        return Start(model, start.layers_from, description, start.logs)
+
+    def callbacks(self, spec, model):
+        return [MaskSchedule(model)]
+
+    def finalise(self, spec, model, ctx):
+        merged = model.merge()
+        error = merge_error(model, merged, ctx.sample, ctx.eval_batch_size, ctx.pad_token_id)
+        ctx.say(f"compactors merged into a dense model of hidden size {merged.config.hidden_size} "
+                f"(largest output difference from the wrapped model on a batch: {error:.2g})")
+        return merged, {"wid_merge_error": error}

@@ -35,7 +35,6 @@ class Captured:
     keys: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     position_bias: torch.Tensor | None = None
-    mlm_labels: torch.Tensor | None = None  # original ids at masked positions, -100 elsewhere
 
     def key_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """Additive mask (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding."""

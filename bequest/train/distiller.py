@@ -16,7 +16,7 @@ from torch import nn
 
 from bequest.data.features import model_inputs
 from bequest.models.capture import Captured, run_captured
-from bequest.objectives.terms import Term
+from bequest.objectives.base import Term
 from bequest.train.teacher_outputs import TeacherOutputs
 
 
@@ -33,11 +33,12 @@ class Distiller(nn.Module):
         self.hidden = any(term.hidden for term in self.terms.values())
         self.attention = any(term.attention for term in self.terms.values())
         self.teacher_pass = any(term.teacher_pass for term in self.terms.values())
-        if "mlm" in self.terms:
-            self.terms["mlm"].tie(student.get_input_embeddings())
-            # cached teacher outputs are of the unmasked text: ask the teacher about the masked one
+        for term in self.terms.values():
+            term.attach(student)
+        self.transforms = [term for term in self.terms.values() if term.transforms_inputs]
+        if self.transforms:  # cached teacher outputs are of the unchanged inputs: ask the teacher about the changed ones
             self.soft_targets, self.teacher_outputs = None, None
-            self.teacher_pass = self.teacher_pass or "kd" in self.terms
+            self.teacher_pass = self.teacher_pass or any(term.reads_teacher_logits for term in self.terms.values())
 
     @contextmanager
     def live_teacher(self):
@@ -51,11 +52,9 @@ class Distiller(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = model_inputs(batch)
-        mlm_labels = None
-        if "mlm" in self.terms:  # student and teacher both see the masked text
-            inputs["input_ids"], mlm_labels = self.terms["mlm"].mask(inputs["input_ids"], inputs["attention_mask"])
+        for term in self.transforms:  # student and teacher both see the changed inputs (e.g. masked text)
+            inputs = term.transform(inputs)
         student = run_captured(self.student, inputs, self.hidden, self.attention)
-        student.mlm_labels = mlm_labels
         teacher_model = self._teacher[0]
         if self.teacher_pass and self.teacher_outputs is not None:
             teacher = self.teacher_outputs.captured(batch["index"], inputs["attention_mask"])

@@ -24,6 +24,8 @@ import re
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,27 +37,38 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
+from bequest.callbacks import Callback
 from bequest.config import TrainConfig
 from bequest.data.features import Encoded, training_batches
 from bequest.io import building_dir, tensor_bytes, write_json
-from bequest.params import optimizer_settings
 from bequest.run_dir import CHECKPOINT_NAME, check_checkpoint, latest_checkpoint
 
 LossFn = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
 EvalFn = Callable[[nn.Module], dict[str, float]]
 
 
+def parameter_settings(model: nn.Module) -> dict[int, dict]:
+    """Parameters with optimiser settings of their own, declared by the modules that hold them
+    (`parameter_settings()`, e.g. WID's compactors), by parameter id."""
+    special = {}
+    for module in model.modules():
+        if callable(getattr(module, "parameter_settings", None)):
+            special.update({id(param): settings for param, settings in module.parameter_settings()})
+    return special
+
+
 def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW with no weight decay on biases and LayerNorm weights, as BERT was trained; a parameter
-    marked with settings of its own (`bequest.params`; e.g. WID's compactors) gets its own lr / weight decay.
+    """AdamW with no weight decay on biases and LayerNorm weights, as BERT was trained, and the
+    settings a module declares for its own parameters; one group per distinct (lr, weight decay).
 
     The fused kernel updates all parameters in one pass: on a 2-core CPU it takes a 3-layer
     MiniLM student's step from 68 ms to 12 ms, most of it the 11.7M-parameter embedding matrix."""
+    special = parameter_settings(model)
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     for param in model.parameters():
         if param.requires_grad:
             settings = {"lr": cfg.learning_rate, "weight_decay": cfg.weight_decay if param.ndim >= 2 else 0.0,
-                        **optimizer_settings(param)}
+                        **special.get(id(param), {})}
             groups.setdefault((settings["lr"], settings["weight_decay"]), []).append(param)
     return torch.optim.AdamW([{"params": params, "lr": lr, "weight_decay": decay} for (lr, decay), params in groups.items()],
                              lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_epsilon,
@@ -135,110 +148,180 @@ def _load_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, acceler
     return json.loads((path / "state.json").read_text())
 
 
-def train(
-    model: nn.Module,
-    data: Encoded,
-    loss_fn: LossFn,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    pad_token_id: int,
-    accelerator: Accelerator,
-    checkpoint_dir: Path,
-    evaluate: EvalFn | None = None,
-    desc: str = "training",
-) -> list[dict]:
+@dataclass
+class TrainState:
+    """Where training is; saved in every checkpoint (state.json), so a resumed run continues here."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # position inside the epoch
+    loss_sum: float = 0.0  # the epoch's summed batch losses so far
+    window_sum: float = 0.0  # the same since the last curve point
+    evaluations: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)
+
+
+class Loop:
+    """One training run of `model`: the state, the optimiser and schedule, and the callbacks."""
+
+    def __init__(self, model, data, loss_fn: LossFn, cfg: TrainConfig, seed: int, pad_token_id: int,
+                 accelerator: Accelerator, checkpoint_dir: Path, desc: str, callbacks: list[Callback]):
+        self.data, self.loss_fn, self.cfg, self.seed, self.pad = data, loss_fn, cfg, seed, pad_token_id
+        self.accelerator, self.checkpoint_dir, self.desc = accelerator, Path(checkpoint_dir), desc
+        self.world, self.rank = accelerator.num_processes, accelerator.process_index
+        full, rest = divmod(len(data), cfg.batch_size)
+        steps_per_epoch = full + (rest >= self.world)  # see _global_batches
+        self.total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
+        self.epochs = math.ceil(self.total_steps / steps_per_epoch)
+        self.optimizer = _optimizer(model, cfg, accelerator.device)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
+        torch.manual_seed(seed)
+        self.state = TrainState()
+        resume_from = latest_checkpoint(self.checkpoint_dir)
+        if resume_from is not None:
+            self.state = TrainState(**_load_checkpoint(resume_from, model, self.optimizer, self.scheduler, accelerator))
+        self.model, self.optimizer = accelerator.prepare(model, self.optimizer)
+        self.bare = accelerator.unwrap_model(self.model)
+        self.callbacks = callbacks
+        self.tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", desc)  # one tracker section per model and stage
+        self.examples, self.started = 0, time.perf_counter()
+        # losses add up on the device and are read back only at log, checkpoint and epoch boundaries
+        # (the same steps in a resumed run), so a step never waits for its loss to reach Python
+        self.pending = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+        self.progress = None
+        self.inside = True  # the step just taken is not its epoch's or the run's last
+
+    def flush(self) -> None:
+        value = self.accelerator.reduce(self.pending, "mean").item()  # every process flushes at the same steps
+        self.state.loss_sum += value
+        self.state.window_sum += value
+        self.pending = torch.zeros_like(self.pending)
+
+    def track(self, record: dict) -> None:
+        """A record to the run's trackers (none unless runtime.trackers asks)."""
+        self.accelerator.log({f"{self.tag}/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
+
+    def save_checkpoint(self, final: bool = False) -> None:
+        """A final one (training over) holds no optimiser: nothing will step again."""
+        _save_checkpoint(self.checkpoint_dir, self.bare, None if final else self.optimizer, self.scheduler,
+                         asdict(self.state), self.accelerator)
+
+    def _step(self, global_batch: list[int]) -> None:
+        """One optimiser step on a global batch: this process's share, in micro-batches whose
+        gradients add up to the share's (synchronised across processes once, at the last)."""
+        mine, weight = process_share(global_batch, self.rank, self.world)
+        parts = [part for part in np.array_split(mine, self.cfg.gradient_accumulation_steps) if len(part)]
+        for number, part in enumerate(parts):
+            batch = {k: v.to(self.accelerator.device) for k, v in self.data.batch(part.tolist(), self.pad).items()}
+            sync = number == len(parts) - 1
+            with nullcontext() if sync else self.accelerator.no_sync(self.model):
+                loss = self.loss_fn(self.model, batch) * weight * (len(part) / len(mine))
+                self.accelerator.backward(loss)
+            self.pending += loss.detach()
+        self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def run(self) -> dict:
+        state = self.state
+        self.progress = tqdm(total=self.total_steps, initial=state.step, desc=self.desc, unit="step", dynamic_ncols=True,
+                             disable=not self.accelerator.is_main_process)
+        try:  # the bar is closed before an interruption's message, which must be the last line
+            while state.epoch < self.epochs:
+                batches = _global_batches(self.data.lengths, self.cfg, self.seed, state.epoch, self.world)
+                self.model.train()
+                while state.batch < len(batches) and state.step < self.total_steps:
+                    for callback in self.callbacks:
+                        callback.on_step_begin(self)
+                    global_batch = batches[state.batch]
+                    self._step(global_batch)
+                    state.step += 1
+                    state.batch += 1
+                    self.examples += len(global_batch)
+                    self.progress.update(1)
+                    self.inside = state.batch < len(batches) and state.step < self.total_steps
+                    for callback in self.callbacks:
+                        callback.on_step_end(self)
+                self.flush()
+                record = {"epoch": state.epoch + 1, "step": state.step, "train_loss": state.loss_sum / state.batch}
+                state.epoch, state.batch, state.loss_sum = state.epoch + 1, 0, 0.0
+                state.evaluations = state.evaluations + [record]
+                for callback in self.callbacks:
+                    callback.on_epoch_end(self)
+        finally:
+            self.progress.close()
+        return {"evaluations": state.evaluations, "curve": state.curve,
+                "seconds": time.perf_counter() - self.started, "examples": self.examples}
+
+
+class Evaluation(Callback):
+    """Evaluates every `eval_every` steps (inside an epoch) and at each epoch end; prints and tracks the record."""
+
+    def __init__(self, evaluate: EvalFn | None, every: int | None):
+        self.evaluate, self.every = evaluate, every
+
+    def on_step_end(self, loop: Loop) -> None:
+        state = loop.state
+        if self.evaluate is not None and self.every and state.step % self.every == 0 and loop.inside:
+            loop.flush()
+            record = {"epoch": state.epoch + 1, "step": state.step, "train_loss": state.loss_sum / state.batch,
+                      **self.evaluate(loop.bare)}
+            state.evaluations = state.evaluations + [record]
+            loop.track(record)
+            loop.model.train()
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        record = loop.state.evaluations[-1]  # the epoch's, its train loss recorded by the loop
+        if self.evaluate is not None:
+            record.update(self.evaluate(loop.bare))
+        loop.progress.write(f"{loop.desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                         for k, v in record.items()))
+        loop.track(record)
+
+
+class LossCurve(Callback):
+    """The mean training loss every `every` steps: the curve in the logs, the trackers and the progress bar."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, loop: Loop) -> None:
+        state = loop.state
+        if state.step % self.every:
+            return
+        loop.flush()
+        state.curve.append({"step": state.step, "train_loss": state.window_sum / self.every})
+        loop.accelerator.log({f"{loop.tag}/curve_loss": state.curve[-1]["train_loss"]}, step=state.step)
+        state.window_sum = 0.0
+        loop.progress.set_postfix(loss=f"{state.loss_sum / state.batch:.4f}", epoch=state.epoch + 1,
+                                  ex_per_s=f"{loop.examples / (time.perf_counter() - loop.started):.0f}")
+
+
+class Checkpoints(Callback):
+    """A checkpoint every `every` steps and at each epoch end (the last one only lets a resumed run skip to export)."""
+
+    def __init__(self, every: int):
+        self.every = every
+
+    def on_step_end(self, loop: Loop) -> None:
+        if loop.state.step % self.every == 0 and loop.inside:
+            loop.flush()
+            loop.save_checkpoint()
+
+    def on_epoch_end(self, loop: Loop) -> None:
+        loop.save_checkpoint(final=loop.state.epoch >= loop.epochs)
+
+
+def train(model: nn.Module, data: Encoded, loss_fn: LossFn, cfg: TrainConfig, *, seed: int, pad_token_id: int,
+          accelerator: Accelerator, checkpoint_dir: Path, evaluate: EvalFn | None = None, desc: str = "training",
+          callbacks: list[Callback] = ()) -> dict:
     """Train `model` in place; return its log: `evaluations` (train loss and evaluation metrics at
     each epoch end, at `max_steps`, and every `eval_every` steps), `curve` (mean train loss every `log_every` steps), and the
     `seconds` and `examples` this call trained (not counting a resumed run's earlier part).
 
-    If `checkpoint_dir` holds a checkpoint, training continues from it.
+    `callbacks` (a method's own, e.g. WID's mask schedule) run before the loop's own evaluation,
+    loss curve and checkpoints. If `checkpoint_dir` holds a checkpoint, training continues from it.
     """
-    world, rank = accelerator.num_processes, accelerator.process_index
-    full, rest = divmod(len(data), cfg.batch_size)
-    steps_per_epoch = full + (rest >= world)  # see _global_batches
-    total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    optimizer = _optimizer(model, cfg, accelerator.device)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    torch.manual_seed(seed)
-    state = {"step": 0, "epoch": 0, "batch": 0, "loss_sum": 0.0, "window_sum": 0.0, "evaluations": [], "curve": []}
-    checkpoint_dir = Path(checkpoint_dir)
-    resume_from = latest_checkpoint(checkpoint_dir)
-    if resume_from is not None:
-        state = _load_checkpoint(resume_from, model, optimizer, scheduler, accelerator)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    bare = accelerator.unwrap_model(model)
-    lengths = data.lengths
-
-    progress = tqdm(total=total_steps, initial=state["step"], desc=desc, unit="step", dynamic_ncols=True,
-                    disable=not accelerator.is_main_process)
-    started, examples = time.perf_counter(), 0
-    # losses add up on the device and are read back only at log, checkpoint and epoch boundaries
-    # (the same steps in a resumed run), so a step never waits for its loss to reach Python
-    pending = torch.zeros((), dtype=torch.float64, device=accelerator.device)
-
-    tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", desc)  # one tracker section per model and stage
-
-    def track(record: dict) -> None:
-        """An evaluation record to the run's trackers (none unless runtime.trackers asks)."""
-        accelerator.log({f"{tag}/{k}": v for k, v in record.items() if k not in ("epoch", "step")}, step=record["step"])
-
-    def flush() -> None:
-        nonlocal pending
-        value = accelerator.reduce(pending, "mean").item()  # every process flushes at the same steps
-        state["loss_sum"] += value
-        state["window_sum"] += value
-        pending = torch.zeros_like(pending)
-
-    try:  # the bar is closed before an interruption's message, which must be the last line
-        while state["epoch"] < epochs:
-            batches = _global_batches(lengths, cfg, seed, state["epoch"], world)
-            model.train()
-            while state["batch"] < len(batches) and state["step"] < total_steps:
-                global_batch = batches[state["batch"]]
-                mine, weight = process_share(global_batch, rank, world)
-                batch = {k: v.to(accelerator.device) for k, v in data.batch(mine, pad_token_id).items()}
-                loss = loss_fn(model, batch) * weight
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                pending += loss.detach()
-                state["step"] += 1
-                state["batch"] += 1
-                examples += len(global_batch)
-                progress.update(1)
-                inside = state["batch"] < len(batches) and state["step"] < total_steps  # not the epoch's or run's last step
-                checkpoint = state["step"] % cfg.checkpoint_every == 0 and inside
-                evaluation = evaluate is not None and cfg.eval_every and state["step"] % cfg.eval_every == 0 and inside
-                if state["step"] % cfg.log_every == 0 or checkpoint or evaluation:
-                    flush()
-                if evaluation:
-                    record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"],
-                              **evaluate(bare)}
-                    state["evaluations"] = state["evaluations"] + [record]
-                    track(record)
-                    model.train()
-                if state["step"] % cfg.log_every == 0:
-                    state["curve"].append({"step": state["step"], "train_loss": state["window_sum"] / cfg.log_every})
-                    accelerator.log({f"{tag}/curve_loss": state["curve"][-1]["train_loss"]}, step=state["step"])
-                    state["window_sum"] = 0.0
-                    progress.set_postfix(loss=f"{state['loss_sum'] / state['batch']:.4f}", epoch=state["epoch"] + 1,
-                                         ex_per_s=f"{examples / (time.perf_counter() - started):.0f}")
-                if checkpoint:
-                    _save_checkpoint(checkpoint_dir, bare, optimizer, scheduler, state, accelerator)
-            flush()
-            record = {"epoch": state["epoch"] + 1, "step": state["step"], "train_loss": state["loss_sum"] / state["batch"]}
-            if evaluate is not None:
-                record.update(evaluate(bare))
-            progress.write(f"{desc}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
-            track(record)
-            state.update(epoch=state["epoch"] + 1, batch=0, loss_sum=0.0, evaluations=state["evaluations"] + [record])
-            finished = state["epoch"] >= epochs  # the last checkpoint only lets a resumed run skip to export
-            _save_checkpoint(checkpoint_dir, bare, None if finished else optimizer, scheduler, state, accelerator)
-    finally:
-        progress.close()
-    return {"evaluations": state["evaluations"], "curve": state["curve"],
-            "seconds": time.perf_counter() - started, "examples": examples}
+    own = [Evaluation(evaluate, cfg.eval_every), LossCurve(cfg.log_every), Checkpoints(cfg.checkpoint_every)]
+    return Loop(model, data, loss_fn, cfg, seed, pad_token_id, accelerator, checkpoint_dir, desc, [*callbacks, *own]).run()

@@ -51,18 +51,10 @@ def _key(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def label_maps(task) -> dict:
-    """Class names for the config of a task model; QA heads have none (start and end are not classes)."""
-    if task.question_answering:
-        return {}
-    names = task.label_names or ("score",)
-    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-
-
 def load_teacher(config: RunConfig, task) -> tuple[nn.Module, bool]:
     """The teacher as a classifier for `task`, and whether its task head came from the checkpoint."""
     torch.manual_seed(config.seed)  # a freshly created task head starts the same every time
-    return load_task_model(config.teacher.model, task, **label_maps(task))
+    return load_task_model(config.teacher.model, task, **task.label_maps())
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from bequest.data.features import inference_batches, model_inputs
 from bequest.models.arch import position_bias
 from bequest.models.capture import Captured, run_captured
-from bequest.objectives.terms import Term
+from bequest.objectives.base import Term
 
 Slot = tuple[str, int]  # ("hidden" | "queries" | "keys" | "values", layer index)
 

@@ -1,0 +1,152 @@
+"""What a run distils on: a task (labelled splits, a task-ready teacher, dev metrics) or a corpus
+(raw text, the bare teacher, a held-out distillation loss). The run asks its workload; it never
+asks which one it has.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel
+
+from bequest.config import RunConfig
+from bequest.data.corpus import Segments, load_segments, split_segments
+from bequest.data.features import inference_batches
+from bequest.data.task_data import TaskData, load_task_data
+from bequest.data.tasks import get_task
+from bequest.eval.evaluate import evaluate
+from bequest.models.loading import load_encoder, task_model_class
+from bequest.train.teacher import (
+    cache_root,
+    load_teacher,
+    prepare_teacher,
+    scoring_settings,
+)
+
+
+class TaskWorkload:
+    """Distillation on a task: its splits, its head, its dev metrics."""
+
+    def __init__(self, config: RunConfig):
+        self.config, self.task = config, get_task(config.task)
+        self.length_key, self.max_length = "data.max_length", config.data.max_length
+        self.auto_class = task_model_class(self.task)
+        self.train = self.dev = None
+        self.file_hashes: dict[str, str] = {}
+
+    def load_teacher(self) -> tuple[nn.Module, bool]:
+        return load_teacher(self.config, self.task)
+
+    def load_data(self, tokenizer) -> None:
+        data = self.config.data
+        loaded = load_task_data(self.task, data.dir, tokenizer, data.max_length, data.max_train_examples, self.config.seed,
+                                max_eval_examples=data.max_eval_examples, stride=self.config.qa.stride,
+                                split_by_article=data.split_by_article)
+        self.train, self.dev, self.file_hashes, self.pad = loaded.train, loaded.dev, loaded.file_hashes, tokenizer.pad_token_id
+
+    @property
+    def sample(self):
+        """Data to time models and check a finalised student on: the first dev split."""
+        return next(iter(self.dev.values()))
+
+    def ready_teacher(self, tokenizer, accelerator, teacher: nn.Module, has_head: bool) -> tuple[nn.Module, dict]:
+        """The task-trained teacher (fine-tuned once and cached when it needs to be) and where it came from."""
+        data = TaskData(self.task, self.train, self.dev, self.file_hashes)
+        return prepare_teacher(self.config, data, tokenizer, accelerator, teacher, has_head)
+
+    def score(self, model: nn.Module) -> dict[str, float]:
+        return evaluate(model, self.task, self.dev, self.config.eval.batch_size, self.pad, self.config.qa)
+
+    def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
+        return self.score(distiller.student)
+
+    def teacher_scores(self, teacher: nn.Module) -> dict:
+        return {"dev": self.score(teacher)}
+
+    def exported_scores(self, folder: Path, device, history: list[dict]) -> dict:
+        """A student's scores, from the files written (not the model in memory)."""
+        model = self.auto_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).to(device)
+        return {"dev": self.score(model)}
+
+    def record(self) -> dict:
+        """What a model's record says of the workload: the task, its metrics and how they were scored."""
+        return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config)}
+
+    def describe(self) -> dict:
+        return {"task": self.task.name, "corpus": None, "main_metric": self.task.main_metric}
+
+    def sizes(self) -> dict:
+        return {"train_examples": len(self.train), "dev_examples": {split: len(d) for split, d in self.dev.items()},
+                "heldout_segments": None}
+
+
+class CorpusWorkload:
+    """Task-agnostic distillation on raw text: segments to train on, held-out ones to measure the loss on."""
+
+    auto_class = AutoModel
+
+    def __init__(self, config: RunConfig):
+        self.config, self.task = config, None
+        self.length_key, self.max_length = "corpus.max_length", config.corpus.max_length
+        self.train = self.heldout = None
+        self.file_hashes: dict[str, str] = {}
+
+    def load_teacher(self) -> tuple[nn.Module, bool]:
+        return load_encoder(self.config.teacher.model), False
+
+    def load_data(self, tokenizer) -> None:
+        corpus = self.config.corpus
+        segments, self.file_hashes = load_segments(corpus, tokenizer, corpus.max_length, cache_root(self.config))
+        self.train, self.heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, self.config.seed)
+        self.pad = tokenizer.pad_token_id
+
+    @property
+    def sample(self):
+        return self.heldout
+
+    def ready_teacher(self, tokenizer, accelerator, teacher: nn.Module, has_head: bool) -> tuple[nn.Module, dict]:
+        return teacher, {"model": self.config.teacher.model, "finetuned_by_bequest": False}
+
+    def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
+        return {"heldout_loss": heldout_loss(distiller, self.heldout, self.config.eval.batch_size, self.pad)}
+
+    def teacher_scores(self, teacher: nn.Module) -> dict:
+        return {}  # a bare encoder has no task to be scored on; students are measured by their distillation loss
+
+    def exported_scores(self, folder: Path, device, history: list[dict]) -> dict:
+        return {"heldout_loss": history[-1]["heldout_loss"]}
+
+    def record(self) -> dict:
+        return {"task": None, "metrics": [], "max_length": self.config.corpus.max_length,
+                "eval_batch_size": self.config.eval.batch_size}
+
+    def describe(self) -> dict:
+        return {"task": None, "corpus": self.config.corpus.model_dump(mode="json"), "main_metric": "heldout_loss"}
+
+    def sizes(self) -> dict:
+        return {"train_examples": len(self.train), "dev_examples": None, "heldout_segments": len(self.heldout)}
+
+
+def workload(config: RunConfig) -> TaskWorkload | CorpusWorkload:
+    return TaskWorkload(config) if config.task else CorpusWorkload(config)
+
+
+@torch.no_grad()
+def heldout_loss(distiller: nn.Module, data: Segments, batch_size: int, pad_token_id: int) -> float:
+    """The stage's loss on held-out text, without dropout: the task-agnostic progress measure.
+
+    Its own fixed random stream makes MLM mask the same tokens at every evaluation and leaves the
+    training stream untouched."""
+    was_training = distiller.training
+    distiller.eval()
+    device = next(distiller.parameters()).device
+    total = 0.0
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), distiller.live_teacher():
+        torch.manual_seed(0)
+        for indices in inference_batches(data.lengths, batch_size):
+            batch = {k: v.to(device) for k, v in data.batch(indices, pad_token_id).items()}
+            total += distiller(batch).item() * len(indices)
+    distiller.train(was_training)
+    return total / len(data)
