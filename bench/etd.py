@@ -44,13 +44,15 @@ from bequest.config import (  # noqa: E402
 )
 from bequest.data.corpus import load_segments, split_segments  # noqa: E402
 from bequest.data.features import model_inputs  # noqa: E402
-from bequest.data.kinds import CLASSIFICATION  # noqa: E402
-from bequest.data.task_data import load_task_data  # noqa: E402
 from bequest.data.tasks import get_task  # noqa: E402
-from bequest.eval.evaluate import evaluate  # noqa: E402
 from bequest.init.etd import ExtractConfig, extract_student, target_shape  # noqa: E402
 from bequest.init.extract import Selection, student_config  # noqa: E402
 from bequest.init.layers import select_layers  # noqa: E402
+from bequest.kinds import (
+    CLASSIFICATION,  # noqa: E402
+    evaluate,  # noqa: E402
+    load_task_data,  # noqa: E402
+)
 from bequest.models.loading import count_parameters, load_encoder, load_tokenizer  # noqa: E402
 from bequest.objectives.terms import build_terms  # noqa: E402
 from bequest.train.distiller import Distiller  # noqa: E402

@@ -40,10 +40,9 @@ from transformers import get_linear_schedule_with_warmup
 
 from bequest.config import ObjectivesConfig, RuntimeConfig, TrainConfig, load_config
 from bequest.data.features import model_inputs, training_batches
-from bequest.data.kinds import CLASSIFICATION
-from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
 from bequest.init.layers import init_student
+from bequest.kinds import CLASSIFICATION, evaluate
 from bequest.objectives import losses
 from bequest.objectives.terms import build_terms
 from bequest.pipeline import check_inputs

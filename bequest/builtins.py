@@ -2,7 +2,7 @@
 layer mappings, initialisers, layer strategies and importance scorers. The recipe schema imports it
 before it reads a registry; a plugin is any module that registers entries the same way."""
 
-import bequest.data.kinds  # noqa: F401
 import bequest.init  # noqa: F401
+import bequest.kinds  # noqa: F401
 import bequest.models.arch  # noqa: F401
 import bequest.objectives  # noqa: F401

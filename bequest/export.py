@@ -12,8 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from bequest.data.tasks import QA_TASKS
-
 EXPORT_RECORD = "bequest.json"
 
 
@@ -51,17 +49,12 @@ def write_model_card(folder: Path, record: dict) -> None:
     teacher = record["teacher"]
     layers = record.get("layers_from")
     start = f"teacher layers {layers} ({record['init']})" if layers is not None else record["init"]
-    if task in QA_TASKS:
-        title, tags, pipeline = f"a {record['num_layers']}-layer extractive QA student for {task}", [task], "question-answering"
-        usage = "AutoModelForQuestionAnswering"
-    elif task:
-        title, tags, pipeline = f"a {record['num_layers']}-layer student for GLUE {task.upper()}", [task], "text-classification"
-        usage = "AutoModelForSequenceClassification"
+    title, usage, pipeline = f"a {record['num_layers']}-layer {record['describes']}", record["model_class"], record["pipeline_tag"]
+    tags = [task] if task else ["task-agnostic"]
     if task:
         origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
     else:
-        title, tags, pipeline = f"a {record['num_layers']}-layer general student", ["task-agnostic"], "feature-extraction"
-        origin, usage = "distilled on raw text", "AutoModel"
+        origin = "distilled on raw text"
     front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": pipeline,
                             "tags": ["bequest", "distillation", *tags]}, sort_keys=False)
     rescore = f"\nRe-score it: `bequest evaluate path/to/this/folder --task {task}`.\n" if task else ""

@@ -13,7 +13,8 @@ import typing
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from bequest.config import RunConfig, registered_model
+from bequest.config import RunConfig
+from bequest.section import registered_model
 
 
 def _sections(annotation) -> list[type[BaseModel]]:

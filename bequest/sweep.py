@@ -30,18 +30,14 @@ from pathlib import Path
 from pydantic import Field, ValidationError
 from rich.console import Console
 
-from bequest.config import (
-    RunConfig,
-    Section,
-    describe_error,
-    load_config,
-    read_yaml_mapping,
-)
+from bequest.config import RunConfig, describe_error, load_config
 from bequest.errors import BequestError
 from bequest.io import write_json
 from bequest.pipeline import check_models, run_recipe
+from bequest.recipe_files import read_yaml_mapping
 from bequest.report import write_report
 from bequest.run_dir import is_run_dir
+from bequest.section import Section
 from bequest.train.runtime import is_main_process
 
 console = Console(stderr=True)

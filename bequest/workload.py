@@ -14,9 +14,8 @@ from transformers import AutoModel
 from bequest.config import RunConfig
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import inference_batches
-from bequest.data.task_data import TaskData, load_task_data
 from bequest.data.tasks import get_task
-from bequest.eval.evaluate import evaluate
+from bequest.kinds import TaskData, evaluate, load_task_data
 from bequest.models.loading import load_encoder, task_model_class
 from bequest.train.teacher import (
     cache_root,
@@ -72,7 +71,10 @@ class TaskWorkload:
 
     def record(self) -> dict:
         """What a model's record says of the workload: the task, its metrics and how they were scored."""
-        return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config)}
+        kind = self.task.kind
+        return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config),
+                "pipeline_tag": kind.pipeline_tag, "model_class": kind.auto_class.__name__,
+                "describes": kind.describe(self.task)}
 
     def describe(self) -> dict:
         return {"task": self.task.name, "corpus": None, "main_metric": self.task.main_metric}
@@ -120,7 +122,8 @@ class CorpusWorkload:
 
     def record(self) -> dict:
         return {"task": None, "metrics": [], "max_length": self.config.corpus.max_length,
-                "eval_batch_size": self.config.eval.batch_size}
+                "eval_batch_size": self.config.eval.batch_size, "pipeline_tag": "feature-extraction",
+                "model_class": "AutoModel", "describes": "general student"}
 
     def describe(self) -> dict:
         return {"task": None, "corpus": self.config.corpus.model_dump(mode="json"), "main_metric": "heldout_loss"}
@@ -137,7 +140,7 @@ def workload(config: RunConfig) -> TaskWorkload | CorpusWorkload:
 def heldout_loss(distiller: nn.Module, data: Segments, batch_size: int, pad_token_id: int) -> float:
     """The stage's loss on held-out text, without dropout: the task-agnostic progress measure.
 
-    Its own fixed random stream makes MLM mask the same tokens at every evaluation and leaves the
+    Its own fixed random stream makes input-changing objectives (masking) draw the same at every evaluation and leaves the
     training stream untouched."""
     was_training = distiller.training
     distiller.eval()

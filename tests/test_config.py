@@ -4,13 +4,12 @@ import pytest
 import yaml
 
 from bequest.config import (
-    apply_override,
     dump_config,
     load_config,
-    parse_assignment,
     parse_config,
 )
 from bequest.errors import BequestError
+from bequest.recipe_files import apply_override, parse_assignment
 
 
 def test_defaults_and_round_trip(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from bequest.data.kinds import CLASSIFICATION, REGRESSION
+from bequest.kinds import CLASSIFICATION, REGRESSION
 
 
 def _softmax(x):

@@ -40,7 +40,7 @@ TEACHER = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_eve
 # (function whose n-th call in the process kills it, n, before/after the call): each is reached by the
 # `--resume` that follows the previous kill. The tiny data: 160 examples, 10 steps an epoch.
 KILL_POINTS = [
-    ("bequest.data.kinds:Classification.batch_loss", 5, "before"),  # teacher fine-tuning, step 5 (checkpoint at 3)
+    ("bequest.kinds.classification:Classification.batch_loss", 5, "before"),  # teacher fine-tuning, step 5 (checkpoint at 3)
     ("bequest.train.loop:save_model", 1, "after"),  # teacher checkpoint 6: weights written, folder not renamed
     ("bequest.train.teacher:write_record", 1, "before"),  # the cached teacher's folder half-written
     ("bequest.io:save_file", 1, "after"),  # the teacher's logits: temporary file written, not moved in place

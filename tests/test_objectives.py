@@ -9,8 +9,8 @@ from conftest import TINY
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bequest.config import ObjectivesConfig
-from bequest.data.kinds import CLASSIFICATION
 from bequest.errors import BequestError
+from bequest.kinds import CLASSIFICATION
 from bequest.models.capture import run_captured
 from bequest.objectives import losses
 from bequest.objectives.mapping import layer_pairs

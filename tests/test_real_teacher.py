@@ -4,8 +4,9 @@ import json
 
 from conftest import REPO_ROOT
 
-from bequest.config import load_config, parse_assignment
+from bequest.config import load_config
 from bequest.pipeline import run_recipe
+from bequest.recipe_files import parse_assignment
 
 
 def test_quickstart_recipe_runs_on_real_teacher_and_data(shared_data, tmp_path):

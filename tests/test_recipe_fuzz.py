@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from bequest.config import RunConfig, apply_override, load_config, parse_config
+from bequest.config import RunConfig, load_config, parse_config
 from bequest.errors import BequestError
 from bequest.pipeline import check_models
+from bequest.recipe_files import apply_override
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:

@@ -49,9 +49,10 @@ def test_bequest_list_prints_every_registry_and_recipe_name():
 
 
 def test_the_recipe_schema_is_the_registries_and_an_unknown_name_lists_them():
-    from bequest.config import parse_config, registered_model
+    from bequest.config import parse_config
     from bequest.init.base import INITIALISERS
     from bequest.objectives.base import OBJECTIVES
+    from bequest.section import registered_model
 
     assert list(registered_model("objectives").model_fields) == OBJECTIVES.names()
     assert list(registered_model("initialisers").model_fields) == [e.name for e in INITIALISERS if e.config is not None]

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 import yaml
 
 from bequest.config import load_config
-from bequest.data.kinds import EXTRACTIVE_QA
 from bequest.data.squad import (
     encode_squad,
     load_squad_data,
@@ -23,6 +22,7 @@ from bequest.data.squad import (
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.eval.squad import best_answers, f1, normalize_answer, squad_metrics
+from bequest.kinds import EXTRACTIVE_QA
 from bequest.models.loading import load_config as load_model_config
 from bequest.models.loading import load_tokenizer
 from bequest.models.outputs import PADDING_LOGIT

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 import bequest.train.loop as loop
 from bequest.config import TrainConfig
 from bequest.data.features import Encoded, inference_batches, training_batches
-from bequest.data.kinds import CLASSIFICATION
+from bequest.kinds import CLASSIFICATION
 
 
 def _data(n=70):

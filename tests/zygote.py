@@ -56,7 +56,7 @@ def _child(request: dict) -> None:
 
 def serve() -> None:
     import bequest.cli  # noqa: F401  the imports every command pays for, done once
-    import bequest.eval.evaluate  # noqa: F401
+    import bequest.kinds  # noqa: F401
     import bequest.pipeline  # noqa: F401
     import bequest.report  # noqa: F401
     import bequest.sweep  # noqa: F401

@@ -113,7 +113,7 @@ def _read_tsv(task: TaskSpec, path: Path) -> datasets.Dataset:
     """Parse a GLUE TSV strictly, naming the file and line of the first bad row."""
     import datasets  # imported when data is read: a refused command never pays for it
 
-    layout = _LAYOUTS[task.name]
+    layout = _LAYOUTS[task.hub_name]
     label_index = {value: i for i, value in enumerate(task.label_names)}
     text_a: list[str] = []
     text_b: list[str | None] = []
@@ -188,7 +188,7 @@ def _load_from_hub(task: TaskSpec, split: str) -> datasets.Dataset:
     """Fetch the split from the hub and reshape it to the local-file columns."""
     import datasets  # imported when data is read: a refused command never pays for it
 
-    layout = _LAYOUTS[task.name]
+    layout = _LAYOUTS[task.hub_name]
     hub_split = split.replace("dev", "validation")
     try:
         raw = datasets.load_dataset(HUB_DATASET, task.hub_name, split=hub_split)

@@ -18,12 +18,17 @@ class TaskSpec:
     metrics: tuple[str, ...]
     main_metric: str
     dev_splits: tuple[str, ...]
-    question_answering: bool = False  # extractive QA: start/end logits over the tokens, not classes
+    kind_name: str = "classification"  # an entry of bequest.kinds.TASK_KINDS: data, head, losses, metrics
+
+    @property
+    def question_answering(self) -> bool:
+        """Extractive QA: start/end logits over the tokens, not classes."""
+        return self.kind_name == "extractive_qa"
 
     @property
     def is_regression(self) -> bool:
         """STS-B predicts a score, so it has no label names."""
-        return not self.label_names and not self.question_answering
+        return self.kind_name == "regression"
 
     @property
     def num_labels(self) -> int:
@@ -33,16 +38,10 @@ class TaskSpec:
         return 1 if self.is_regression else len(self.label_names)
 
     @property
-    def kind_name(self) -> str:
-        if self.question_answering:
-            return "extractive_qa"
-        return "regression" if self.is_regression else "classification"
-
-    @property
     def kind(self):
-        """The task kind (`bequest.data.kinds`): head, task loss, soft-target loss. Imported here on first
-        use, so reading a recipe never loads torch."""
-        from bequest.data.kinds import TASK_KINDS
+        """The task kind (`bequest.kinds`): data, head, losses, metrics. Imported on first use, so naming a
+        task never loads torch."""
+        from bequest.kinds import TASK_KINDS
 
         return TASK_KINDS[self.kind_name].implementation
 
@@ -68,7 +67,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("cola", "CoLA", "cola", _BINARY, ("matthews_correlation",), "matthews_correlation", ("dev",)),
         TaskSpec("sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "accuracy", ("dev",)),
         TaskSpec("mrpc", "MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "f1", ("dev",)),
-        TaskSpec("stsb", "STS-B", "stsb", (), ("pearson", "spearmanr"), "pearson", ("dev",)),
+        TaskSpec("stsb", "STS-B", "stsb", (), ("pearson", "spearmanr"), "pearson", ("dev",), "regression"),
         TaskSpec("qqp", "QQP", "qqp", _BINARY, ("f1", "accuracy"), "f1", ("dev",)),
         # Same order as the hub's ClassLabel, so a model trained on either source means the same thing.
         TaskSpec(
@@ -89,10 +88,10 @@ TASKS: dict[str, TaskSpec] = {
 
 # Metric names follow the official SQuAD evaluation scripts (v2.0 adds the HasAns/NoAns splits).
 QA_TASKS: dict[str, TaskSpec] = {
-    "squad": TaskSpec("squad", "squad", "rajpurkar/squad", (), ("exact_match", "f1"), "f1", ("dev",), True),
+    "squad": TaskSpec("squad", "squad", "rajpurkar/squad", (), ("exact_match", "f1"), "f1", ("dev",), "extractive_qa"),
     "squad_v2": TaskSpec("squad_v2", "squad", "rajpurkar/squad_v2", (),
                          ("exact_match", "f1", "HasAns_exact_match", "HasAns_f1", "NoAns_exact_match", "NoAns_f1"), "f1",
-                         ("dev",), True),
+                         ("dev",), "extractive_qa"),
 }
 _QA_ALIASES = {"squad": "squad", "squad1": "squad", "squadv1": "squad", "squadv11": "squad", "squad2": "squad_v2",
                "squadv2": "squad_v2", "squadv20": "squad_v2"}
@@ -101,6 +100,15 @@ _QA_ALIASES = {"squad": "squad", "squad1": "squad", "squadv1": "squad", "squadv1
 def normalize_task_name(name: str) -> str:
     """Fold the spellings people use ("SST-2", "sst_2", "STS-B") onto the canonical key."""
     return name.strip().lower().replace("-", "").replace("_", "")
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add a task preset (a plugin's); `get_task` then finds it by any spelling of its name."""
+    key = normalize_task_name(spec.name).replace(".", "")
+    if key in TASKS or key in QA_TASKS:
+        raise BequestError(f"task {spec.name!r} is registered twice: choose another name")
+    TASKS[key] = spec
+    return spec
 
 
 def get_task(name: str) -> TaskSpec:

@@ -15,8 +15,8 @@ from pydantic import Field, field_validator
 from torch import nn
 from transformers import PretrainedConfig
 
-from bequest.data.kinds import TaskKind
 from bequest.errors import BequestError
+from bequest.kinds import TaskKind
 from bequest.models.capture import Captured
 from bequest.objectives.mapping import known_mapping, layer_pairs
 from bequest.registry import Registry

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from transformers import PretrainedConfig
 
-from bequest.data.kinds import CLASSIFICATION
 from bequest.data.tasks import get_task
+from bequest.kinds import CLASSIFICATION
 from bequest.objectives.base import OBJECTIVES, BuildContext, Term
 
 

@@ -22,10 +22,8 @@ from torch import nn
 from bequest import __version__
 from bequest.config import RunConfig
 from bequest.data.features import Encoded
-from bequest.data.task_data import TaskData
 from bequest.data.tasks import get_task
 from bequest.errors import warn
-from bequest.eval.evaluate import evaluate
 from bequest.eval.predict import predict
 from bequest.export import write_record
 from bequest.io import (
@@ -37,6 +35,7 @@ from bequest.io import (
     stale_temporaries,
     tensor_bytes,
 )
+from bequest.kinds import TaskData, evaluate
 from bequest.models.loading import load_task_model, weights_fingerprint
 from bequest.run_dir import latest_checkpoint
 from bequest.train.loop import train
@@ -151,11 +150,8 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
 def scoring_settings(config: RunConfig) -> dict:
     """How a task model was scored (max length, batch, dev subsample; SQuAD: answer reading and split), so
     `bequest evaluate` can score it again exactly."""
-    settings = {"max_length": config.data.max_length, "eval_batch_size": config.eval.batch_size,
-                "max_eval_examples": config.data.max_eval_examples}
-    if config.task and get_task(config.task).question_answering:
-        settings.update(qa=config.qa.model_dump(), split_by_article=config.data.split_by_article)
-    return settings
+    return {"max_length": config.data.max_length, "eval_batch_size": config.eval.batch_size,
+            "max_eval_examples": config.data.max_eval_examples, **get_task(config.task).kind.scoring_settings(config)}
 
 
 def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_token_id: int) -> torch.Tensor:

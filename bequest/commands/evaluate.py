@@ -1,46 +1,21 @@
-"""Dev-set scores of a model on a task: the numbers results.json, the model card and `bequest evaluate` report."""
+"""`bequest evaluate`: re-score an exported folder with the settings it was scored with at export."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from torch import nn
-
 from bequest.config import QAConfig
-from bequest.data.features import Encoded
-from bequest.data.task_data import load_task_data
-from bequest.data.tasks import TaskSpec, get_task
+from bequest.data.tasks import get_task
 from bequest.errors import BequestError, warn
-from bequest.eval.metrics import compute_metrics
-from bequest.eval.predict import predict
-from bequest.eval.squad import best_answers, squad_metrics
 from bequest.export import read_record
 from bequest.io import write_json
+from bequest.kinds import evaluate, load_task_data
 from bequest.models.loading import (
     load_config,
     load_task_model,
     load_tokenizer,
     max_tokens,
 )
-
-
-def evaluate(model: nn.Module, task: TaskSpec, dev: dict[str, Encoded], batch_size: int, pad_token_id: int,
-             qa: QAConfig | None = None) -> dict[str, float]:
-    """Every metric of the task on every dev split; a second split's keys get its name (MNLI mismatched).
-    `qa` says how SQuAD answers are read from the logits (default: QAConfig's defaults)."""
-    scores = {}
-    for split, data in dev.items():
-        logits = predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}")
-        suffix = "" if split == task.dev_splits[0] else "_" + split.removeprefix("dev_")
-        if task.question_answering:
-            qa = qa or QAConfig()
-            answers = best_answers(data, logits, qa.n_best, qa.max_answer_length, task.unanswerable, qa.null_threshold)
-            found = squad_metrics(answers, data.examples, task.unanswerable)
-        else:
-            found = compute_metrics(task, logits, np.asarray(data.labels))
-        scores.update({name + suffix: value for name, value in found.items()})
-    return scores
 
 
 def evaluate_folder(model_dir, task_name: str, data_dir: str | None, max_length: int | None,

@@ -1,0 +1,97 @@
+"""Task kinds: everything one kind of task supplies - its splits read and tokenised, its model head,
+its task and soft-target losses, its predictions turned into metrics, and how its models are exported.
+
+The kind, not a tensor's shape, says how logits are read. GLUE tasks and SQuAD v1.1/v2.0 are
+presets (`bequest.data.tasks`) of the kinds registered here; a new kind is a module with a
+`TaskKind` subclass and its `TASK_KINDS.register`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModelForSequenceClassification
+
+from bequest.data.features import Encoded, model_inputs
+from bequest.eval.predict import predict
+from bequest.models.outputs import output_logits
+from bequest.registry import Registry
+
+TASK_KINDS = Registry("task kind", "task kinds")
+
+
+@dataclass
+class TaskData:
+    task: object  # TaskSpec
+    train: Encoded | None
+    dev: dict[str, Encoded]
+    file_hashes: dict[str, str] = field(default_factory=dict)
+
+
+class TaskKind:
+    """What a kind of task supplies. Subclasses set the head and the losses, read the data and score."""
+
+    auto_class = AutoModelForSequenceClassification
+    has_classes = True  # the head predicts classes (PTP builds its classes from them)
+    pipeline_tag = "text-classification"  # the hub's name for what its models do
+
+    def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
+             with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None) -> TaskData:
+        """Read the training split (optional) and every dev split of `task`, tokenised; record the files' hashes."""
+        raise NotImplementedError
+
+    def metrics(self, task, data: Encoded, logits, qa) -> dict[str, float]:
+        """Every metric of `task` on one split, from the model's logits on it (`qa`: how answers are read)."""
+        raise NotImplementedError
+
+    def scoring_settings(self, config) -> dict:
+        """What else `bequest evaluate` needs to score a model again exactly as the run did."""
+        return {}
+
+    def describe(self, task) -> str:
+        """What a student of this kind is, for its model card's title: 'student for GLUE SST2'."""
+        return f"student for {task.name}"
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def soft_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                  mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,
+                temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(1 - alpha) * task loss + alpha * soft-target loss (Hinton et al.)."""
+        return (1 - alpha) * self.loss(student, labels, mask) + alpha * self.soft_loss(student, teacher, temperature, mask)
+
+    def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The task loss of `model` on a training batch: what fine-tuning and Taylor importance minimise."""
+        return self.loss(output_logits(model(**model_inputs(batch))), batch["labels"], batch["attention_mask"])
+
+
+def kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(t/T) || softmax(s/T)) * T^2 over rows, averaged: the T^2 keeps the gradient scale independent of T."""
+    student_log_probs = F.log_softmax(student / temperature, dim=-1)
+    teacher_log_probs = F.log_softmax(teacher.to(student.dtype) / temperature, dim=-1)
+    return F.kl_div(student_log_probs, teacher_log_probs, log_target=True, reduction="batchmean") * temperature**2
+
+
+def load_task_data(task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
+                   with_train: bool = True, max_eval_examples: int | None = None, stride: int = 128,
+                   split_by_article: float | None = None) -> TaskData:
+    """A task's splits through its kind (`stride` and `split_by_article` concern extractive QA only)."""
+    return task.kind.load(task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
+                          stride, split_by_article)
+
+
+def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, pad_token_id: int, qa=None) -> dict[str, float]:
+    """Every metric of the task on every dev split; a second split's keys get its name (MNLI mismatched)."""
+    scores = {}
+    for split, data in dev.items():
+        logits = predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}")
+        suffix = "" if split == task.dev_splits[0] else "_" + split.removeprefix("dev_")
+        scores.update({name + suffix: value for name, value in task.kind.metrics(task, data, logits, qa).items()})
+    return scores

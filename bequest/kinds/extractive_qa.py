@@ -1,0 +1,60 @@
+"""Extractive question answering (SQuAD v1.1/v2.0): an answer span in the context.
+
+A QA head gives (batch, tokens, 2) start and end scores, each a distribution over the sequence's
+real tokens, reshaped to (2 * batch, tokens) rows with padding masked out, so the same
+cross-entropy and KL apply and average the start and end losses as BERT's SQuAD loss does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForQuestionAnswering
+
+from bequest.config import QAConfig
+from bequest.data.squad import load_squad_data
+from bequest.eval.squad import best_answers, squad_metrics
+from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
+from bequest.models.outputs import PADDING_LOGIT
+
+
+def _rows(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """QA logits (B, T, 2) -> (2B, T) rows [start of 0, end of 0, start of 1, ...], padding masked out."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask[:, : logits.shape[1], None].bool(), PADDING_LOGIT)
+    return logits.transpose(1, 2).reshape(-1, logits.shape[1])
+
+
+class ExtractiveQA(TaskKind):
+    """An answer span in the context (SQuAD): start and end distributions over the tokens."""
+
+    auto_class = AutoModelForQuestionAnswering
+    has_classes = False
+    pipeline_tag = "question-answering"
+
+    def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
+             stride, split_by_article):
+        train, dev, hashes = load_squad_data(task, data_dir, tokenizer, max_length, stride, max_train_examples,
+                                             max_eval_examples, split_by_article, seed, with_train)
+        return TaskData(task=task, train=train, dev={"dev": dev}, file_hashes=hashes)
+
+    def metrics(self, task, data, logits, qa):
+        qa = qa or QAConfig()  # the recipe's answer-reading defaults
+        answers = best_answers(data, logits, qa.n_best, qa.max_answer_length, task.unanswerable, qa.null_threshold)
+        return squad_metrics(answers, data.examples, task.unanswerable)
+
+    def scoring_settings(self, config) -> dict:
+        return {"qa": config.qa.model_dump(), "split_by_article": config.data.split_by_article}
+
+    def describe(self, task):
+        return f"extractive QA student for {task.name}"
+
+    def loss(self, logits, labels, mask=None):
+        return F.cross_entropy(_rows(logits, mask), labels.reshape(-1))
+
+    def soft_loss(self, student, teacher, temperature, mask=None):
+        teacher = teacher[:, : student.shape[1]]  # cached ones are padded to the longest feature
+        return kl(_rows(student, mask), _rows(teacher, mask), temperature)
+
+
+EXTRACTIVE_QA = TASK_KINDS.register("extractive_qa", ExtractiveQA(), description=ExtractiveQA.__doc__)
