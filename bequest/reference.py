@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from bequest.config import RunConfig
-from bequest.section import registered_model
+from bequest.section import section_fields
 
 
 def _sections(annotation) -> list[type[BaseModel]]:
@@ -51,10 +51,7 @@ def _title(prefix: str) -> str:
 def _table(model: type[BaseModel], prefix: str, seen: list[tuple[str, type[BaseModel]]]) -> list[str]:
     rows = [_title(prefix), "", (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), "",
             "| key | type | default | what it does |", "|---|---|---|---|"]
-    fields = dict(model.model_fields)
-    if getattr(model, "registered", None):  # a section whose keys are also a registry's names
-        fields.update(registered_model(model.registered).model_fields)
-    for name, field in fields.items():
+    for name, field in section_fields(model).items():
         key = f"{prefix}{name}"
         listed = "list[" in str(field.annotation)
         for section in _sections(field.annotation):

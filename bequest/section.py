@@ -60,3 +60,11 @@ def registered_sections(name: str, raw, also: Iterable[str] = ()):
         raise ValidationError.from_exception_data(name, [{"type": error, "loc": (unknown[0],), "input": None}])
     validated = model.model_validate(raw)
     return {key: getattr(validated, key) for key in model.model_fields if getattr(validated, key) is not None}
+
+
+def section_fields(model: type[BaseModel]) -> dict:
+    """A section's keys: its own fields and, for one whose keys are also a registry's names, the registry's."""
+    fields = dict(model.model_fields)
+    if getattr(model, "registered", None):
+        fields.update(registered_model(model.registered).model_fields)
+    return fields

@@ -19,6 +19,7 @@ from bequest.config import RunConfig, load_config, parse_config
 from bequest.errors import BequestError
 from bequest.pipeline import check_models
 from bequest.recipe_files import apply_override
+from bequest.section import section_fields
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
@@ -30,7 +31,7 @@ def _models_in(annotation) -> list[type[BaseModel]]:
 def schema_keys(model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
     """Every dotted key of the recipe schema (lists of sections by their first entry)."""
     keys = []
-    for name, field in model.model_fields.items():
+    for name, field in section_fields(model).items():
         key = f"{prefix}{name}"
         keys.append(key)
         listed = typing.get_origin(field.annotation) is list or any(typing.get_origin(a) is list for a in typing.get_args(field.annotation))

@@ -220,3 +220,54 @@ def test_eval_every_adds_evaluations_inside_epochs(tmp_path):
     assert log["evaluations"][0]["train_loss"] == pytest.approx(sum(losses[:4]) / 4)
     assert log["evaluations"][3]["train_loss"] == pytest.approx(sum(losses[9:12]) / 3)
     assert all(modes)  # training resumes in training mode after each evaluation
+
+
+def _no_dropout_model():
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("bert", vocab_size=100, num_labels=2, **{**TINY, "num_hidden_layers": 2},
+                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return AutoModelForSequenceClassification.from_config(config)
+
+
+def test_gradient_accumulation_takes_the_same_steps_with_the_same_gradients(tmp_path):
+    """Micro-batches of a batch, each padded to its own longest example, add up to the batch's gradient:
+    the same optimiser steps, the same logged losses and (up to float rounding) the same weights."""
+    runs = {}
+    for steps in (1, 3):
+        model = _no_dropout_model()
+        cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=100, log_every=2,
+                          gradient_accumulation_steps=steps)
+        runs[steps] = (_train(model, tmp_path / str(steps), cfg), _weights(model))
+    (whole, whole_weights), (parts, part_weights) = runs[1], runs[3]
+    assert [row["step"] for row in parts["curve"]] == [row["step"] for row in whole["curve"]]
+    for a, b in zip(whole["curve"] + whole["evaluations"], parts["curve"] + parts["evaluations"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    assert all(torch.allclose(whole_weights[k], part_weights[k], atol=1e-5) for k in whole_weights)
+    assert not torch.equal(whole_weights["classifier.weight"], _weights(_no_dropout_model())["classifier.weight"])
+
+
+def test_a_callback_runs_once_per_optimiser_step_however_many_micro_batches(tmp_path):
+    from bequest.callbacks import Callback
+
+    class Count(Callback):
+        begins, ends, epochs = [], [], []
+
+        def on_step_begin(self, state):
+            self.begins.append(state.state.step)
+
+        def on_step_end(self, state):
+            self.ends.append(state.state.step)
+
+        def on_epoch_end(self, state):
+            self.epochs.append(state.state.epoch)
+
+    forwards = []
+    model = _no_dropout_model()
+    model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=100, gradient_accumulation_steps=2)
+    loop.train(model, _data(), lambda m, b: CLASSIFICATION.loss(m(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                                                               b["labels"]),
+               cfg, seed=11, pad_token_id=0, accelerator=Accelerator(cpu=True), checkpoint_dir=tmp_path, callbacks=[Count()])
+    steps = 2 * 9  # 70 examples in batches of 8: 9 steps an epoch
+    assert Count.begins == list(range(steps)) and Count.ends == list(range(1, steps + 1)) and Count.epochs == [1, 2]
+    assert len(forwards) == 2 * steps  # two micro-batches a step
