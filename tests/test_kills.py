@@ -47,12 +47,12 @@ KILL_POINTS = [
     ("bequest.train.distiller:Distiller.forward", 10, "before"),  # WID training, step 10 (checkpoint at 7)
     ("bequest.init.wid:write_text", 2, "before"),  # WID mask log, the second update after resuming
     ("bequest.train.loop:save_model", 1, "after"),  # WID checkpoint 10 half-written
-    ("bequest.pipeline:write_model_card", 1, "before"),  # WID student's export half-written
+    ("bequest.distil:write_model_card", 1, "before"),  # WID student's export half-written
     ("bequest.train.distiller:Distiller.forward", 3, "before"),  # two-stage, stage 1 step 3 (no checkpoint yet)
-    ("bequest.pipeline:teacher_logits", 1, "before"),  # two-stage, between the stages
+    ("bequest.distil:teacher_logits", 1, "before"),  # two-stage, between the stages
     ("bequest.train.distiller:Distiller.forward", 5, "before"),  # two-stage, stage 2 step 5 (checkpoint at 4)
     ("bequest.train.loop:save_model", 1, "after"),  # stage 2 checkpoint 8 half-written
-    ("bequest.pipeline:write_model_card", 1, "before"),  # two-stage export half-written
+    ("bequest.distil:write_model_card", 1, "before"),  # two-stage export half-written
     ("bequest.pipeline:latencies_ms", 1, "before"),  # every student exported, results not yet written
 ]
 
