@@ -10,12 +10,8 @@ task or a corpus supplies, and each student's initialisers and objectives come f
 
 from __future__ import annotations
 
-import platform
-import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib.metadata import version
 
 import torch
 from accelerate import Accelerator
@@ -23,9 +19,9 @@ from rich.console import Console
 from torch import nn
 from transformers import set_seed
 
-from bequest import __version__
 from bequest.config import RunConfig, dump_config
 from bequest.distil import Run, distil_student
+from bequest.environment import environment
 from bequest.errors import BequestError
 from bequest.eval.predict import latencies_ms
 from bequest.init.base import StudentContext
@@ -40,8 +36,8 @@ from bequest.models.loading import (
 )
 from bequest.objectives.terms import build_terms
 from bequest.results_table import print_table
-from bequest.run_dir import RECIPE_FILE, leftovers, remove_paths, write_marker
-from bequest.train.runtime import finish_trackers, make_accelerator, resolved_precision
+from bequest.run_dir import RECIPE_FILE, prepare_run_dir
+from bequest.train.runtime import finish_trackers, make_accelerator
 from bequest.train.teacher import cache_root
 from bequest.workload import workload
 
@@ -97,40 +93,6 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     return Inputs(Run(config, tokenizer, accelerator, work), teacher, has_head)
 
 
-def prepare_run_dir(config: RunConfig, resume: bool, overwrite: bool, file_hashes: dict[str, str],
-                    accelerator: Accelerator) -> None:
-    """Refuse to touch an existing directory unless asked, and never delete what bequest did not write.
-
-    Every process checks (the same files, so the same answer, and every process exits on a refusal);
-    only the main process deletes, once all have looked, and marks a new run directory as bequest's."""
-    doomed = leftovers(config.run_dir, dump_config(config), [s.name for s in config.students], file_hashes, resume, overwrite)
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        remove_paths(doomed)
-        if not resume:
-            config.run_dir.mkdir(parents=True, exist_ok=True)
-            write_marker(config.run_dir, dump_config(config), [s.name for s in config.students])
-    accelerator.wait_for_everyone()
-
-
-def environment(run: Run) -> dict:
-    packages = ("torch", "transformers", "accelerate", "datasets", "safetensors", "numpy", "scipy", "scikit-learn")
-    return {
-        "bequest": __version__,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "packages": {name: version(name) for name in packages},
-        "torch_threads": torch.get_num_threads(),
-        "precision": resolved_precision(run.config.runtime),
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "seed": run.config.seed,
-        "command": sys.argv,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "data_files": run.workload.file_hashes,
-        **run.workload.sizes(),
-    }
-
-
 def ready_teacher(run: Run, inputs: Inputs) -> tuple[nn.Module, dict]:
     """The teacher the students learn from, on the run's device, with its record (and scores)."""
     accelerator, work = run.accelerator, run.workload
@@ -152,7 +114,8 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     accelerator = make_accelerator(config.runtime, config.run_dir / "trackers")
     inputs = check_inputs(config, accelerator)
     run = inputs.run
-    prepare_run_dir(config, resume, overwrite, run.workload.file_hashes, accelerator)
+    prepare_run_dir(config.run_dir, dump_config(config), [s.name for s in config.students], run.workload.file_hashes,
+                    resume, overwrite, accelerator)
     main = accelerator.is_main_process  # under DDP (accelerate launch) the only process that writes
     if main and not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))

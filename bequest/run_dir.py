@@ -152,3 +152,19 @@ def _leftovers(run_dir: Path, recipe_text: str, file_hashes: dict[str, str], res
 def remove_paths(paths: list[Path]) -> None:
     for path in paths:
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+
+
+def prepare_run_dir(run_dir: Path, recipe: str, students: list[str], file_hashes: dict[str, str], resume: bool,
+                    overwrite: bool, accelerator) -> None:
+    """Refuse to touch an existing directory unless asked, and never delete what bequest did not write.
+
+    Every process checks (the same files, so the same answer, and every process exits on a refusal);
+    only the main process deletes, once all have looked, and marks a new run directory as bequest's."""
+    doomed = leftovers(run_dir, recipe, students, file_hashes, resume, overwrite)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        remove_paths(doomed)
+        if not resume:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            write_marker(run_dir, recipe, students)
+    accelerator.wait_for_everyone()
