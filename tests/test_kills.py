@@ -117,8 +117,9 @@ def test_sigterm_and_sigint_stop_with_a_line_saying_how_to_resume(reference, tmp
     raw = yaml.safe_load(recipe.read_text())
     raw["cache_dir"] = str(reference / "cache")  # the teacher is ready: the signal lands in a student's training
     recipe.write_text(yaml.safe_dump(raw))
-    process = subprocess.Popen([BEQUEST, "run", str(recipe)], env=_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    # a suite started in the background (`pytest &`) ignores SIGINT, and so would the child: give it the default
+    process = subprocess.Popen([BEQUEST, "run", str(recipe)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     checkpoints = tmp_path / "run" / "checkpoints" / "wid"
     deadline = time.time() + 300
     while time.time() < deadline and not list(checkpoints.rglob("checkpoint-*/.bequest-manifest.json")):
