@@ -9,11 +9,12 @@ from rich.table import Table
 def catalog() -> dict[str, list[tuple[str, str]]]:
     """Section title -> (name, description) rows."""
     import bequest.builtins  # noqa: F401  (registers every built-in entry)
-    from bequest.data.tasks import QA_TASKS, TASKS
+    from bequest.data.tasks import GENERIC_TASKS, QA_TASKS, TASKS
     from bequest.registry import Registry
 
-    rows = {"tasks": [(spec.name, f"{spec.kind_name}; scored by {', '.join(spec.metrics)}")
-                      for spec in [*TASKS.values(), *QA_TASKS.values()]]}
+    rows = {"tasks": [(spec.name, "your own files (data.train, data.text_column, data.label_column); classes from the labels"
+                       if spec.from_data else f"{spec.kind_name}; scored by {', '.join(spec.metrics)}")
+                      for spec in [*GENERIC_TASKS.values(), *TASKS.values(), *QA_TASKS.values()]]}
     rows.update({title: [(entry.name, entry.description) for entry in registry] for title, registry in Registry.all.items()})
     return rows
 

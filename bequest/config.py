@@ -191,6 +191,18 @@ class DataConfig(Section):
     split_by_article: float | None = Field(
         None, gt=0, lt=1, description="SQuAD without a train file: train on the dev set's articles but this seeded random "
         "fraction of them, which is held out for evaluation")
+    train: str | None = Field(None, description="text-classification / text-regression: the training file (.csv .tsv "
+                              ".json .jsonl .parquet) or hub:<dataset id>")
+    validation: str | None = Field(None, description="the validation file or hub:<dataset id>; default: a seeded, "
+                                   "stratified validation_fraction of train")
+    validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no validation file")
+    text_column: str = Field("text", description="the column holding the text")
+    text_pair_column: str | None = Field(None, description="the column holding the second text of a pair (NLI, paraphrase)")
+    label_column: str = Field("label", description="the column holding the label: class names or integers; numbers "
+                              "with decimals make the task a regression")
+    hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
+    train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
+    validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")
 
 
 class QAConfig(Section):
@@ -280,6 +292,13 @@ class RunConfig(Section):
     def _task_or_corpus(self) -> RunConfig:
         if (self.task is None) == (self.corpus is None):
             raise ValueError("give either task (task-specific distillation) or corpus (task-agnostic), not both or neither")
+        generic = self.task is not None and get_task(self.task).from_data
+        if generic and self.data.train is None:
+            raise ValueError(f"data.train: task {self.task} reads your own files: give data.train (a .csv, .tsv, .json, "
+                             ".jsonl or .parquet file, or hub:<dataset id>)")
+        if not generic and (self.data.train or self.data.validation):
+            raise ValueError("data.train and data.validation are for task: text-classification or text-regression on your "
+                             f"own files; task {self.task} reads its own (data.dir)")
         if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
             raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
         if self.corpus is not None:

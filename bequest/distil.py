@@ -83,7 +83,7 @@ def distil_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher
     stages = student.all_stages()
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
-        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model, config.task)
+        terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model, run.workload.task)
         data = run.workload.train
         if stage.data.max_examples is not None:
             data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))

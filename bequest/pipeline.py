@@ -65,7 +65,7 @@ def check_models(config: RunConfig) -> tuple[object, nn.Module, bool]:
         try:
             check_student(ctx)
             for stage in student.all_stages():
-                terms = build_terms(stage.objectives, student_shape(ctx), teacher.config, tokenizer, config.teacher.model, config.task)
+                terms = build_terms(stage.objectives, student_shape(ctx), teacher.config, tokenizer, config.teacher.model, work.task)
                 if any(term.attention for _, term in terms.values()):
                     projections(teacher)  # refuses architectures whose attention we cannot read
         except BequestError as error:

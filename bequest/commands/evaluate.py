@@ -23,6 +23,9 @@ def evaluate_folder(model_dir, task_name: str, data_dir: str | None, max_length:
     """Re-score an exported folder with the settings it was scored with at export (recorded in bequest.json)."""
     model_dir = Path(model_dir)
     task = get_task(task_name)
+    if task.from_data:
+        raise BequestError(f"bequest evaluate re-scores GLUE and SQuAD models; a {task.name} model is scored on its "
+                           "recipe's validation data by bequest run (re-scoring it here is not built yet)")
     output = Path(output or model_dir / f"eval_{task.name}.json")
     if output.is_dir():
         raise BequestError(f"--output {output} is a folder: give the path of the JSON file to write")

@@ -21,6 +21,11 @@ class TaskSpec:
     kind_name: str = "classification"  # an entry of bequest.kinds.TASK_KINDS: data, head, losses, metrics
 
     @property
+    def from_data(self) -> bool:
+        """A generic task (text-classification, text-regression): its classes come from the user's files."""
+        return not self.glue_dir
+
+    @property
     def question_answering(self) -> bool:
         """Extractive QA: start/end logits over the tokens, not classes."""
         return self.kind_name == "extractive_qa"
@@ -86,6 +91,15 @@ TASKS: dict[str, TaskSpec] = {
 }
 
 
+# Generic tasks on the user's own files (data.train, data.validation, the column keys): their classes
+# and metrics are filled in from the training labels (`bequest.data.user_files.user_task`).
+GENERIC_TASKS: dict[str, TaskSpec] = {
+    "textclassification": TaskSpec("text-classification", "", "", (), ("accuracy",), "accuracy", ("validation",)),
+    "textregression": TaskSpec("text-regression", "", "", (), ("pearson", "spearmanr"), "pearson", ("validation",),
+                               "regression"),
+}
+
+
 # Metric names follow the official SQuAD evaluation scripts (v2.0 adds the HasAns/NoAns splits).
 QA_TASKS: dict[str, TaskSpec] = {
     "squad": TaskSpec("squad", "squad", "rajpurkar/squad", (), ("exact_match", "f1"), "f1", ("dev",), "extractive_qa"),
@@ -114,8 +128,8 @@ def register_task(spec: TaskSpec) -> TaskSpec:
 def get_task(name: str) -> TaskSpec:
     """Look a task up by any common spelling, so users can type the GLUE folder name or the hub name."""
     key = normalize_task_name(name).replace(".", "")
-    spec = TASKS.get(key) or QA_TASKS.get(_QA_ALIASES.get(key, ""))
+    spec = TASKS.get(key) or QA_TASKS.get(_QA_ALIASES.get(key, "")) or GENERIC_TASKS.get(key)
     if spec is None:
-        known = ", ".join([*TASKS, *QA_TASKS])
+        known = ", ".join([*(s.name for s in GENERIC_TASKS.values()), *TASKS, *QA_TASKS])
         raise BequestError(f"unknown task {name!r}: use one of {known}")
     return spec

@@ -12,7 +12,8 @@ def _classification_scorers() -> dict:
     Binary F1 scores the positive class 1 ("paraphrase", "duplicate"), as GLUE does for MRPC and QQP."""
     from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
-    return {"matthews_correlation": matthews_corrcoef, "f1": f1_score, "accuracy": accuracy_score}
+    return {"matthews_correlation": matthews_corrcoef, "f1": f1_score, "accuracy": accuracy_score,
+            "f1_macro": lambda gold, predicted: f1_score(gold, predicted, average="macro")}
 
 
 def compute_metrics(task: TaskSpec, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:

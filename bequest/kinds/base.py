@@ -39,8 +39,10 @@ class TaskKind:
     pipeline_tag = "text-classification"  # the hub's name for what its models do
 
     def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
-             with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None) -> TaskData:
-        """Read the training split (optional) and every dev split of `task`, tokenised; record the files' hashes."""
+             with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None,
+             data=None) -> TaskData:
+        """Read the training split (optional) and every dev split of `task`, tokenised; record the files' hashes.
+        `data` is the recipe's data section, for a task on the user's own files."""
         raise NotImplementedError
 
     def metrics(self, task, data: Encoded, logits, qa) -> dict[str, float]:
@@ -81,10 +83,11 @@ def kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torc
 
 def load_task_data(task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
                    with_train: bool = True, max_eval_examples: int | None = None, stride: int = 128,
-                   split_by_article: float | None = None) -> TaskData:
-    """A task's splits through its kind (`stride` and `split_by_article` concern extractive QA only)."""
+                   split_by_article: float | None = None, data=None) -> TaskData:
+    """A task's splits through its kind (`stride` and `split_by_article` concern extractive QA only; `data`,
+    the recipe's data section, a task on the user's own files)."""
     return task.kind.load(task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-                          stride, split_by_article)
+                          stride, split_by_article, data)
 
 
 def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, pad_token_id: int, qa=None) -> dict[str, float]:

@@ -7,10 +7,16 @@ import torch.nn.functional as F
 
 from bequest.data.features import Encoded, encode, subsample
 from bequest.data.glue import glue_split_path, load_glue_split
+from bequest.data.user_files import HUB, encode_table, user_task
 from bequest.errors import BequestError
 from bequest.eval.metrics import compute_metrics
 from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
+
+
+def _source_hash(source: str) -> str:
+    """A local file's sha256; a hub dataset is named by its id (its own fingerprint is not known before loading)."""
+    return source if source.startswith(HUB) else sha256_file(source)
 
 
 def _encode_split(dataset, tokenizer, max_length: int, keep: list[int] | None = None) -> Encoded:
@@ -27,7 +33,9 @@ class Classification(TaskKind):
     min_eval_examples = 1
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-             stride, split_by_article):
+             stride, split_by_article, data=None):
+        if task.from_data:
+            return self._load_user_files(task, data, tokenizer, seed, with_train)
         splits = (("train",) if with_train else ()) + task.dev_splits
         raw = {split: load_glue_split(task, split, data_dir) for split in splits}
         if data_dir is None:  # the hub's own content fingerprint stands in for a file hash
@@ -46,11 +54,24 @@ class Classification(TaskKind):
                                    f"need at least {self.min_eval_examples} (raise data.max_eval_examples, or use the whole dev file)")
         return TaskData(task=task, train=train, dev=dev, file_hashes=hashes)
 
+    def _load_user_files(self, task, data, tokenizer, seed, with_train):
+        _, tables = user_task(task, data, seed)
+        hashes = {source: _source_hash(source) for source in (data.train, data.validation) if source}
+        train = None
+        if with_train:
+            train = encode_table(tables["train"], data, task, tokenizer, subsample(len(tables["train"]), data.max_train_examples, seed))
+        dev = encode_table(tables["validation"], data, task, tokenizer,
+                           subsample(len(tables["validation"]), data.max_eval_examples, seed))
+        if len(dev) < self.min_eval_examples:
+            raise BequestError(f"the validation data gives {len(dev)} example(s): {', '.join(task.metrics)} need at least "
+                               f"{self.min_eval_examples} (give data.validation, or raise data.validation_fraction)")
+        return TaskData(task=task, train=train, dev={"validation": dev}, file_hashes=hashes)
+
     def metrics(self, task, data, logits, qa):
         return compute_metrics(task, logits, np.asarray(data.labels))
 
     def describe(self, task):
-        return f"student for GLUE {task.name.upper()}"
+        return f"student for {task.name}" if task.from_data else f"student for GLUE {task.name.upper()}"
 
     def loss(self, logits, labels, mask=None):
         return F.cross_entropy(logits, labels)

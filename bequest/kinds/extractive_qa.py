@@ -33,7 +33,7 @@ class ExtractiveQA(TaskKind):
     pipeline_tag = "question-answering"
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-             stride, split_by_article):
+             stride, split_by_article, data=None):
         train, dev, hashes = load_squad_data(task, data_dir, tokenizer, max_length, stride, max_train_examples,
                                              max_eval_examples, split_by_article, seed, with_train)
         return TaskData(task=task, train=train, dev={"dev": dev}, file_hashes=hashes)

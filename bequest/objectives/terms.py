@@ -10,14 +10,16 @@ from bequest.objectives.base import OBJECTIVES, BuildContext, Term
 
 
 def build_terms(objectives, student: PretrainedConfig, teacher: PretrainedConfig,
-                tokenizer=None, teacher_source: str | None = None, task: str | None = None) -> dict[str, tuple[float, Term]]:
+                tokenizer=None, teacher_source: str | None = None, task=None) -> dict[str, tuple[float, Term]]:
     """Turn a stage's objectives (an `ObjectivesConfig`) into weighted terms,
     checking every layer and shape they need.
 
     `tokenizer` gives the mask and special tokens to the mlm term, `teacher_source` (the teacher's
-    folder or hub id) the trained MLM head it starts from where the checkpoint has one, `task`
-    the task kind and the ptp term its thresholds."""
-    ctx = BuildContext(student, teacher, tokenizer, teacher_source, task, get_task(task).kind if task else CLASSIFICATION)
+    folder or hub id) the trained MLM head it starts from where the checkpoint has one, `task` (a
+    TaskSpec, or a task's name) the task kind and the ptp term its thresholds."""
+    task = get_task(task) if isinstance(task, str) else task
+    ctx = BuildContext(student, teacher, tokenizer, teacher_source, task.name if task else None,
+                       task.kind if task else CLASSIFICATION)
     return {name: (spec.weight, OBJECTIVES[name].implementation.build(spec, ctx, f"objective {name}"))
             for name, spec in objectives.active().items()}
 

@@ -1,0 +1,111 @@
+"""Your own data: text classification from a CSV/TSV/JSONL file with named columns, labels read from it."""
+
+import json
+
+import pytest
+import torch
+from conftest import tiny_recipe
+from safetensors.torch import load_file
+
+from bequest.config import load_config
+from bequest.errors import BequestError
+from bequest.pipeline import run_recipe
+from bequest.workload import workload
+
+
+def _own_files(glue, **columns):
+    files = {"train": str(glue / "SST-2" / "train.tsv"), "validation": str(glue / "SST-2" / "dev.tsv"),
+             "text_column": "sentence", "label_column": "label", "max_length": 32}
+    return {**files, **columns}
+
+
+def test_text_classification_on_sst2s_files_gives_the_same_models_as_the_sst2_preset(tmp_path, tiny_teacher, tiny_glue):
+    (tmp_path / "preset").mkdir()
+    preset = run_recipe(load_config(tiny_recipe(tmp_path / "preset", tiny_teacher, tiny_glue)))
+    (tmp_path / "generic").mkdir()
+    generic = run_recipe(load_config(tiny_recipe(tmp_path / "generic", tiny_teacher, tiny_glue, task="text-classification",
+                                                 data=_own_files(tiny_glue))))
+    for folder in ("student",):
+        first = load_file(str(tmp_path / "preset" / "run" / folder / "model.safetensors"))
+        second = load_file(str(tmp_path / "generic" / "run" / folder / "model.safetensors"))
+        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    assert generic["students"]["student"]["dev"]["accuracy"] == preset["students"]["student"]["dev"]["accuracy"]
+    assert {"f1_macro", "f1", "matthews_correlation"} <= set(generic["students"]["student"]["dev"])
+
+
+def test_a_csv_of_named_labels_without_a_validation_file_exports_a_model_that_prints_the_names(tmp_path, tiny_teacher,
+                                                                                            tiny_glue):
+    from transformers import pipeline
+
+    rows = [line.rstrip("\n").split("\t") for line in (tiny_glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
+    names = ["negative", "positive"]
+    lines = ["review,stars"] + ['"{}",{}'.format(text.replace('"', "'"), names[int(label)] if i % 5 else "mixed")
+                                for i, (text, label) in enumerate(rows)]
+    (tmp_path / "reviews.csv").write_text("\n".join(lines) + "\n")
+    data = {"train": str(tmp_path / "reviews.csv"), "text_column": "review", "label_column": "stars",
+            "validation_fraction": 0.25, "max_length": 32}
+    results = run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data)))
+    folder = tmp_path / "run" / "student"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["id2label"] == {"0": "mixed", "1": "negative", "2": "positive"}
+    labels = ["mixed" if i % 5 == 0 else names[int(label)] for i, (_, label) in enumerate(rows)]
+    held = sum(int(round(0.25 * labels.count(name))) for name in set(labels))  # 25% of each class
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert environment["dev_examples"] == {"validation": held} and environment["train_examples"] == len(rows) - held
+    assert "f1" not in results["students"]["student"]["dev"]  # three classes: no binary F1
+    predicted = pipeline("text-classification", model=str(folder))(["a charming and affecting journey"])
+    assert predicted[0]["label"] in {"mixed", "negative", "positive"}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"text_column": "review"}, r"data.train .*train.tsv has no column 'review' \(data.text_column\); its columns are sentence, label"),
+    ({"train": "missing.csv"}, r"data.train: missing.csv not found"),
+    ({"train": "data.xlsx"}, r"data.train: data.xlsx is a .xlsx file: give one of .csv, .tsv, .json, .jsonl, .parquet"),
+    ({"validation": None, "validation_fraction": 1.5}, r"validation_fraction"),
+])
+def test_bad_own_data_is_one_line_naming_the_file_and_the_fix(tmp_path, tiny_teacher, tiny_glue, edit, message):
+    with pytest.raises(BequestError, match=message):
+        config = load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification",
+                                         data=_own_files(tiny_glue, **edit)))
+        workload(config)
+
+
+def test_a_validation_label_never_seen_in_training_is_refused(tmp_path, tiny_teacher, tiny_glue):
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({"text": f"text {i}", "label": ["a", "b"][i % 2]}) + "\n"
+                                                  for i in range(20)))
+    (tmp_path / "dev.jsonl").write_text(json.dumps({"text": "x", "label": "c"}) + "\n")
+    data = {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "dev.jsonl")}
+    config = load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data))
+    with pytest.raises(BequestError, match=r"data.validation: label 'c' never occurs in data.train \(its labels: a, b\)"):
+        workload(config)
+
+
+def test_generic_and_preset_data_keys_do_not_mix(tmp_path, tiny_teacher, tiny_glue):
+    with pytest.raises(BequestError, match="data.train: task text-classification reads your own files"):
+        load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification"))
+    with pytest.raises(BequestError, match="data.train and data.validation are for task: text-classification"):
+        load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, data={"train": "x.csv"}))
+
+
+def test_hub_data_is_loaded_by_id_config_and_split_and_an_unreachable_hub_is_one_line(tmp_path, tiny_teacher, tiny_glue,
+                                                                                     monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_hub(path, name=None, split=None, **kwargs):
+        calls.append((path, name, split))
+        if path == "nobody/offline":
+            raise ConnectionError("the hub cannot be reached\nsecond line")
+        return datasets.Dataset.from_dict({"content": [f"text {i}" for i in range(30)], "topic": ["a", "b", "c"] * 10})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    data = {"train": "hub:someone/topics", "validation": "hub:someone/topics", "hub_config": "en", "validation_split": "dev",
+            "text_column": "content", "label_column": "topic"}
+    work = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data)))
+    assert work.task.label_names == ("a", "b", "c") and work.task.num_labels == 3
+    assert calls == [("someone/topics", "en", "train"), ("someone/topics", "en", "dev")]
+    data["train"] = "hub:nobody/offline"
+    with pytest.raises(BequestError, match=r"^data.train: cannot load hub:nobody/offline \(ConnectionError: the hub cannot be "
+                                           r"reached\): check the id"):
+        workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data)))
