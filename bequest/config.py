@@ -200,6 +200,8 @@ class DataConfig(Section):
     text_pair_column: str | None = Field(None, description="the column holding the second text of a pair (NLI, paraphrase)")
     label_column: str = Field("label", description="the column holding the label: class names or integers; numbers "
                               "with decimals make the task a regression")
+    label_all_tokens: bool = Field(False, description="token-classification: train on every sub-word of a word, not only "
+                                   "its first (scored on first sub-words either way)")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")
@@ -295,10 +297,10 @@ class RunConfig(Section):
         generic = self.task is not None and get_task(self.task).from_data
         if generic and self.data.train is None:
             raise ValueError(f"data.train: task {self.task} reads your own files: give data.train (a .csv, .tsv, .json, "
-                             ".jsonl or .parquet file, or hub:<dataset id>)")
+                             ".jsonl or .parquet file; a CoNLL .txt for token-classification; or hub:<dataset id>)")
         if not generic and (self.data.train or self.data.validation):
-            raise ValueError("data.train and data.validation are for task: text-classification or text-regression on your "
-                             f"own files; task {self.task} reads its own (data.dir)")
+            raise ValueError("data.train and data.validation are for task: text-classification, text-regression or "
+                             f"token-classification on your own files; task {self.task} reads its own (data.dir)")
         if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
             raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
         if self.corpus is not None:

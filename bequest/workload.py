@@ -15,7 +15,6 @@ from bequest.config import RunConfig
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import inference_batches
 from bequest.data.tasks import get_task
-from bequest.data.user_files import user_task
 from bequest.kinds import TaskData, evaluate, load_task_data
 from bequest.models.loading import load_encoder, task_model_class
 from bequest.train.teacher import (
@@ -32,7 +31,7 @@ class TaskWorkload:
     def __init__(self, config: RunConfig):
         self.config, self.task = config, get_task(config.task)
         if self.task.from_data:  # its classes (the head's size and names) come from the training labels
-            self.task, _ = user_task(self.task, config.data, config.seed)
+            self.task = self.task.kind.resolve(self.task, config.data, config.seed)
         self.length_key, self.max_length = "data.max_length", config.data.max_length
         self.auto_class = task_model_class(self.task)
         self.train = self.dev = None

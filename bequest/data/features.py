@@ -32,13 +32,17 @@ class Encoded:
             fill = pad_token_id if name == "input_ids" else 0
             padded = [rows[i] + [fill] * (longest - len(rows[i])) for i in indices]
             batch[name] = torch.tensor(padded, dtype=torch.long)
-        batch["labels"] = torch.tensor([self.labels[i] for i in indices])
+        batch["labels"] = self.label_tensor(indices, longest)
         batch["index"] = torch.tensor(list(indices), dtype=torch.long)
         return batch
 
+    def label_tensor(self, indices, longest: int) -> torch.Tensor:
+        """The chosen examples' labels (one per example; per-token kinds pad theirs to `longest`)."""
+        return torch.tensor([self.labels[i] for i in indices])
+
     def select(self, indices) -> Encoded:
-        return Encoded(inputs={k: [rows[i] for i in indices] for k, rows in self.inputs.items()},
-                       labels=[self.labels[i] for i in indices])
+        return type(self)(inputs={k: [rows[i] for i in indices] for k, rows in self.inputs.items()},
+                          labels=[self.labels[i] for i in indices])
 
     def fingerprint(self) -> str:
         """A hash of every model input and label: names the data a fine-tuned teacher or a cached

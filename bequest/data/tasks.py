@@ -97,6 +97,8 @@ GENERIC_TASKS: dict[str, TaskSpec] = {
     "textclassification": TaskSpec("text-classification", "", "", (), ("accuracy",), "accuracy", ("validation",)),
     "textregression": TaskSpec("text-regression", "", "", (), ("pearson", "spearmanr"), "pearson", ("validation",),
                                "regression"),
+    "tokenclassification": TaskSpec("token-classification", "", "", (), ("f1",), "f1", ("validation",),
+                                    "token_classification"),
 }
 
 

@@ -45,6 +45,10 @@ class TaskKind:
         `data` is the recipe's data section, for a task on the user's own files."""
         raise NotImplementedError
 
+    def resolve(self, spec, data, seed: int):
+        """A task on the user's own files (`spec.from_data`), its classes read from `data` (the recipe's data section)."""
+        return spec
+
     def metrics(self, task, data: Encoded, logits, qa) -> dict[str, float]:
         """Every metric of `task` on one split, from the model's logits on it (`qa`: how answers are read)."""
         raise NotImplementedError

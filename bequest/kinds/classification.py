@@ -54,6 +54,9 @@ class Classification(TaskKind):
                                    f"need at least {self.min_eval_examples} (raise data.max_eval_examples, or use the whole dev file)")
         return TaskData(task=task, train=train, dev=dev, file_hashes=hashes)
 
+    def resolve(self, spec, data, seed):
+        return user_task(spec, data, seed)[0]
+
     def _load_user_files(self, task, data, tokenizer, seed, with_train):
         _, tables = user_task(task, data, seed)
         hashes = {source: _source_hash(source) for source in (data.train, data.validation) if source}

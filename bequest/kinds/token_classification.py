@@ -1,0 +1,129 @@
+"""Token classification (NER and other tagging): a tag per word, learned and scored on each word's
+first sub-word (the others are ignored unless `data.label_all_tokens`).
+
+Logits are (batch, tokens, tags); KD compares the teacher's and the student's tag distributions at
+the labelled positions only, and the metrics are seqeval's entity-level precision, recall and F1
+(strict IOB2) plus the accuracy over labelled tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import AutoModelForTokenClassification
+
+from bequest.data.conll import tagged_split
+from bequest.data.features import Encoded, subsample
+from bequest.data.user_files import HUB
+from bequest.errors import BequestError
+from bequest.io import sha256_file
+from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
+
+IGNORED = -100  # a position no loss or metric reads
+
+
+class TokenFeatures(Encoded):
+    """A tagged split: one label per token (IGNORED on special tokens and later sub-words)."""
+
+    def label_tensor(self, indices, longest: int) -> torch.Tensor:
+        return torch.tensor([self.labels[i] + [IGNORED] * (longest - len(self.labels[i])) for i in indices])
+
+
+def encode_words(tokenizer, sentences: list[list[str]], tags: list[list[str]], index: dict[str, int], max_length: int,
+                 label_all_tokens: bool) -> TokenFeatures:
+    if not getattr(tokenizer, "is_fast", False):
+        raise BequestError("token-classification needs a fast tokenizer (one that maps sub-words to words)")
+    tokens = tokenizer(sentences, is_split_into_words=True, truncation=True, max_length=max_length)
+    labels = []
+    for row, words in enumerate(tags):
+        previous, labelled = None, []
+        for word in tokens.word_ids(row):
+            first = word is not None and word != previous
+            labelled.append(index[words[word]] if word is not None and (first or label_all_tokens) else IGNORED)
+            previous = word
+        labels.append(labelled)
+    inputs = {name: tokens[name] for name in tokenizer.model_input_names if name in tokens}
+    return TokenFeatures(inputs=inputs, labels=labels)
+
+
+class TokenClassification(TaskKind):
+    """A tag per word (NER): cross-entropy and KD over each word's first sub-word; entity F1 (seqeval, IOB2)."""
+
+    auto_class = AutoModelForTokenClassification
+    has_classes = False  # no class per example: PTP has nothing to build from
+    pipeline_tag = "token-classification"
+
+    def resolve(self, spec, data, seed):
+        _, tags = tagged_split(data.train, data.train_split, data, "train")
+        names = sorted({tag for row in tags for tag in row})
+        return replace(spec, label_names=tuple(names), metrics=("f1", "precision", "recall", "accuracy"), main_metric="f1",
+                       dev_splits=("validation",))
+
+    def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
+             stride, split_by_article, data=None):
+        sentences, tags = tagged_split(data.train, data.train_split, data, "train")
+        if data.validation:
+            dev_sentences, dev_tags = tagged_split(data.validation, data.validation_split, data, "validation")
+        else:  # a seeded share of the training sentences
+            order = np.random.default_rng(seed).permutation(len(sentences))
+            held = set(order[: int(round(data.validation_fraction * len(sentences)))].tolist())
+            dev_sentences, dev_tags = [sentences[i] for i in sorted(held)], [tags[i] for i in sorted(held)]
+            kept = [i for i in range(len(sentences)) if i not in held]
+            sentences, tags = [sentences[i] for i in kept], [tags[i] for i in kept]
+        index = {name: i for i, name in enumerate(task.label_names)}
+        unseen = sorted({tag for row in dev_tags for tag in row} - set(index))
+        if unseen:
+            raise BequestError(f"data.validation: tag {unseen[0]!r} never occurs in data.train (its tags: "
+                               f"{', '.join(task.label_names[:12])}): fix the file, or add sentences with it to the training data")
+        train = None
+        if with_train:
+            keep = subsample(len(sentences), max_train_examples, seed)
+            train = encode_words(tokenizer, [sentences[i] for i in keep], [tags[i] for i in keep], index, max_length,
+                                 data.label_all_tokens)
+        keep = subsample(len(dev_sentences), max_eval_examples, seed)
+        dev = encode_words(tokenizer, [dev_sentences[i] for i in keep], [dev_tags[i] for i in keep], index, max_length, False)
+        hashes = {source: source if source.startswith(HUB) else sha256_file(source)
+                  for source in (data.train, data.validation) if source}
+        return TaskData(task=task, train=train, dev={"validation": dev}, file_hashes=hashes)
+
+    def metrics(self, task, data, logits, qa):
+        from seqeval.metrics import f1_score, precision_score, recall_score
+        from seqeval.scheme import IOB2
+
+        predicted = np.asarray(logits).argmax(-1)
+        gold_tags, predicted_tags = [], []
+        for row, labels in enumerate(data.labels):
+            chosen = [i for i, label in enumerate(labels) if label != IGNORED]
+            gold_tags.append([task.label_names[labels[i]] for i in chosen])
+            predicted_tags.append([task.label_names[predicted[row, i]] for i in chosen])
+        tokens = sum(len(row) for row in gold_tags)
+        right = sum(g == p for gold, pred in zip(gold_tags, predicted_tags) for g, p in zip(gold, pred))
+        options = {"mode": "strict", "scheme": IOB2, "zero_division": 0}
+        return {"f1": float(f1_score(gold_tags, predicted_tags, **options)),
+                "precision": float(precision_score(gold_tags, predicted_tags, **options)),
+                "recall": float(recall_score(gold_tags, predicted_tags, **options)),
+                "accuracy": right / tokens if tokens else 0.0}
+
+    def describe(self, task):
+        return f"token-classification student ({len(task.label_names)} tags)"
+
+    def loss(self, logits, labels, mask=None):
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORED)
+
+    def soft_loss(self, student, teacher, temperature, mask=None):
+        teacher = teacher[:, : student.shape[1]]  # cached ones are padded to the longest example
+        real = mask[:, : student.shape[1]].bool() if mask is not None else torch.ones(student.shape[:2], dtype=torch.bool)
+        return kl(student[real], teacher[real], temperature)
+
+    def kd_loss(self, student, teacher, labels, alpha, temperature, mask=None):
+        """(1 - alpha) * task loss + alpha * KL over the labelled positions (each word's first sub-word)."""
+        labelled = labels != IGNORED
+        soft = kl(student[labelled], teacher[:, : student.shape[1]][labelled], temperature)
+        return (1 - alpha) * self.loss(student, labels) + alpha * soft
+
+
+TOKEN_CLASSIFICATION = TASK_KINDS.register("token_classification", TokenClassification(),
+                                           description=TokenClassification.__doc__)
