@@ -99,3 +99,27 @@ def test_ptp_on_token_classification_is_refused_in_one_line(tmp_path, tiny_teach
                                      students=[student]))
     with pytest.raises(BequestError, match="ptp builds its classes from the teacher's class predictions"):
         check_models(config)
+
+
+def test_every_initialiser_runs_on_token_classification(tmp_path, tiny_teacher, tiny_glue, shared_data):
+    """ETD with Taylor scores on the tagging loss, WID merged at the end, SPS unrolled: each exports a tagger."""
+    data = {"train": str(_cut(shared_data, tmp_path, "train", 96)), "validation": str(_cut(shared_data, tmp_path, "dev", 24)),
+            "max_length": 48}
+    train = {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}
+    students = [
+        {"name": "etd", "layers": 2, "init": "lower", "extract": {"hidden_size": 16, "batches": 2, "batch_size": 8},
+         "objectives": {"kd": {}}, "train": train},
+        {"name": "wid", "layers": 2, "init": "lower", "wid": {"hidden_size": 16, "w_step": 1}, "objectives": {"kd": {}},
+         "train": {**train, "epochs": 3}},
+        {"name": "sps", "layers": 2, "init": "lower", "sps": {"mode": "paper"}, "objectives": {"kd": {}}, "train": train},
+    ]
+    results = run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="token-classification", data=data,
+                                                 students=students)))
+    rows = results["students"]
+    assert rows["etd"]["hidden_size"] == 16 and "ETD width extraction (taylor)" in rows["etd"]["init"]
+    assert rows["wid"]["hidden_size"] == 16 and rows["wid"]["wid_merge_error"] < 1e-4
+    assert rows["sps"]["num_layers"] == 4 and rows["sps"]["sps_trained_parameters"] < rows["sps"]["parameters"]
+    for name in rows:
+        config = json.loads((tmp_path / "run" / name / "config.json").read_text())
+        assert config["architectures"] == ["BertForTokenClassification"] and len(config["id2label"]) == 9
+        assert set(rows[name]["dev"]) == {"f1", "precision", "recall", "accuracy"}
