@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from rich.console import Console
 from torch import nn
 from transformers import AutoModel
 
@@ -23,6 +24,8 @@ from bequest.train.teacher import (
     prepare_teacher,
     scoring_settings,
 )
+
+console = Console(stderr=True)
 
 
 class TaskWorkload:
@@ -46,6 +49,12 @@ class TaskWorkload:
                                 max_eval_examples=data.max_eval_examples, stride=self.config.qa.stride,
                                 split_by_article=data.split_by_article, data=data)
         self.train, self.dev, self.file_hashes, self.pad = loaded.train, loaded.dev, loaded.file_hashes, tokenizer.pad_token_id
+        self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)
+                              for split, encoded in {"train": self.train, **self.dev}.items()}
+        if any(self.at_max_length.values()) and not self.task.question_answering:  # QA windows a long context instead
+            counts = ", ".join(f"{split} {n} of {len(encoded)}" for (split, n), encoded
+                               in zip(self.at_max_length.items(), [self.train, *self.dev.values()]))
+            console.print(f"examples cut at data.max_length={data.max_length} tokens: {counts}")
 
     @property
     def sample(self):
@@ -83,7 +92,7 @@ class TaskWorkload:
 
     def sizes(self) -> dict:
         return {"train_examples": len(self.train), "dev_examples": {split: len(d) for split, d in self.dev.items()},
-                "heldout_segments": None}
+                "examples_at_max_length": self.at_max_length, "heldout_segments": None}
 
 
 class CorpusWorkload:

@@ -109,3 +109,16 @@ def test_hub_data_is_loaded_by_id_config_and_split_and_an_unreachable_hub_is_one
     with pytest.raises(BequestError, match=r"^data.train: cannot load hub:nobody/offline \(ConnectionError: the hub cannot be "
                                            r"reached\): check the id"):
         workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data)))
+
+
+def test_examples_cut_at_max_length_are_counted(tmp_path, tiny_teacher, tiny_glue):
+    from transformers import AutoTokenizer
+
+    config = load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification",
+                                     data=_own_files(tiny_glue, max_length=12)))
+    work = workload(config)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    work.load_data(tokenizer)
+    rows = [line.split("\t")[0] for line in (tiny_glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
+    longer = sum(len(tokenizer(text)["input_ids"]) >= 12 for text in rows)
+    assert 0 < longer < len(rows) and work.sizes()["examples_at_max_length"]["train"] == longer
