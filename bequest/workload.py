@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from torch import nn
 from transformers import AutoModel
 
@@ -24,8 +23,6 @@ from bequest.train.teacher import (
     prepare_teacher,
     scoring_settings,
 )
-
-console = Console(stderr=True)
 
 
 class TaskWorkload:
@@ -51,10 +48,6 @@ class TaskWorkload:
         self.train, self.dev, self.file_hashes, self.pad = loaded.train, loaded.dev, loaded.file_hashes, tokenizer.pad_token_id
         self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)
                               for split, encoded in {"train": self.train, **self.dev}.items()}
-        if any(self.at_max_length.values()) and not self.task.question_answering:  # QA windows a long context instead
-            counts = ", ".join(f"{split} {n} of {len(encoded)}" for (split, n), encoded
-                               in zip(self.at_max_length.items(), [self.train, *self.dev.values()]))
-            console.print(f"examples cut at data.max_length={data.max_length} tokens: {counts}")
 
     @property
     def sample(self):
