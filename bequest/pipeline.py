@@ -44,13 +44,13 @@ from bequest.workload import workload
 console = Console(stderr=True)
 
 
-def check_models(config: RunConfig) -> tuple[object, nn.Module, bool]:
+def check_models(config: RunConfig, work=None) -> tuple[object, nn.Module, bool]:
     """Check every model-side input before any work: writable folders, teacher, tokenizer, lengths and each
     student (its initialisers and objectives) against the teacher. Returns the tokenizer, the teacher and
     whether its task head is trained."""
     check_writable(config.run_dir, "output directory")
     check_writable(cache_root(config), "cache directory")
-    work = workload(config)
+    work = work or workload(config)
     tokenizer_name = config.teacher.tokenizer or config.teacher.model
     teacher_config = load_config(config.teacher.model)
     tokenizer = load_tokenizer(tokenizer_name, teacher_config, config.teacher.model)
@@ -82,8 +82,8 @@ class Inputs:
 
 def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     """Load and check everything that can be wrong, before anything is written: teacher, tokenizer, shapes, data."""
-    tokenizer, teacher, has_head = check_models(config)
     work = workload(config)
+    tokenizer, teacher, has_head = check_models(config, work)
     work.load_data(tokenizer)
     for number, student in enumerate(config.students):
         try:

@@ -28,7 +28,7 @@ def registry(name: str):
     return getattr(importlib.import_module(module), attribute)
 
 
-def initialiser(key: str):
+def initialiser_of(key: str):
     return registry("initialisers")[key].implementation
 
 

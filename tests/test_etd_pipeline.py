@@ -39,13 +39,15 @@ def test_an_extracted_student_is_distilled_and_exported_at_its_shape(task_run):
 
 def test_bequest_extract_writes_the_same_student_before_distillation(task_run, tiny_teacher, tiny_glue, tmp_path):
     folder, _ = task_run
-    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[STUDENT], cache_dir=str(folder / "cache"))
+    # a cache of its own: the teacher is fine-tuned again (the same weights), which must not write into the run directory
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[STUDENT], cache_dir=str(tmp_path / "cache"))
     runner = CliRunner()
     result = runner.invoke(app, ["extract", str(recipe), "--output", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     extraction = json.loads((tmp_path / "out" / "extraction.json").read_text())
     logged = json.loads((folder / "run" / "logs" / "etd.extraction.json").read_text())
-    assert extraction["kept"] == logged["kept"]  # the same teacher (from the cache), batches and seed
+    assert extraction["kept"] == logged["kept"]  # the same teacher, batches and seed
+    assert not (tmp_path / "run").exists()  # extract writes only --output, never into the recipe's run directory
     # the folder holds the teacher's own tensors at the kept indices
     student = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")
     teacher = load_file(str(next((folder / "cache" / "teachers").iterdir()) / "model.safetensors"))

@@ -12,7 +12,7 @@ from bequest.errors import BequestError
 from bequest.init.student import build_student
 from bequest.io import building_dir, tensor_bytes, write_json
 from bequest.models.loading import count_parameters
-from bequest.pipeline import check_inputs, ready_teacher
+from bequest.pipeline import check_inputs
 from bequest.train.runtime import make_accelerator
 
 
@@ -27,7 +27,9 @@ def extract_recipe_student(config: RunConfig, name: str | None, output: Path, ov
     set_seed(config.seed)
     inputs = check_inputs(config, make_accelerator(config.runtime))
     run = inputs.run
-    teacher, _ = ready_teacher(run, inputs)  # Taylor scores need the task-trained teacher; fine-tuned once and cached
+    # Taylor scores need the task-trained teacher (fine-tuned once and cached); nothing is written to the run directory
+    teacher, _ = run.workload.ready_teacher(run.tokenizer, run.accelerator, inputs.teacher, inputs.teacher_has_head)
+    teacher = run.accelerator.unwrap_model(teacher, keep_fp32_wrapper=False).to(run.accelerator.device).eval()
     start = build_student(run.student_context(candidates[0], teacher))
     model = start.model
     with building_dir(output, tensor_bytes(model)) as tmp:

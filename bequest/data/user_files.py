@@ -61,6 +61,8 @@ def _names(values: list, where: str) -> tuple[list[str], bool]:
     """Class names of a label column (sorted: integers numerically, strings alphabetically) and whether
     the labels are scores (numbers with decimals)."""
     kinds = {type(v) for v in values}
+    if kinds == {bool}:  # JSON true/false: two classes by name
+        return sorted({str(v) for v in values}), False
     if kinds <= {float, int} and float in kinds and any(float(v) != int(v) for v in values):
         return [], True
     if kinds <= {int, float}:
