@@ -196,6 +196,8 @@ class DataConfig(Section):
     validation: str | None = Field(None, description="the validation file or hub:<dataset id>; default: a seeded, "
                                    "stratified validation_fraction of train")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of train held out when there is no validation file")
+    test: str | None = Field(None, description="a test file or hub:<dataset id>: scored once at the end with the final "
+                             "models, reported beside validation (never used to choose anything)")
     text_column: str = Field("text", description="the column holding the text")
     text_pair_column: str | None = Field(None, description="the column holding the second text of a pair (NLI, paraphrase)")
     label_column: str = Field("label", description="the column holding the label: class names or integers; numbers "
@@ -205,6 +207,7 @@ class DataConfig(Section):
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")
+    test_split: str = Field("test", description="hub:<id> data: the split data.test reads")
 
 
 class QAConfig(Section):
@@ -245,6 +248,8 @@ class EvalConfig(Section):
     """Dev-set evaluation and the latency measurement of every model."""
 
     batch_size: int = Field(32, ge=1, description="examples per evaluation batch")
+    metric: str | None = Field(None, description="the main metric of the tables and reports, one of the task's (default: "
+                               "accuracy for classes, pearson for scores, entity f1 for tags, f1 for QA)")
     latency_batch_size: int = Field(32, ge=1, description="examples in the batch whose forward pass is timed")
     latency_repeats: int = Field(20, ge=1, description="timed passes per model (the median is reported)")
 
@@ -298,11 +303,13 @@ class RunConfig(Section):
         if generic and self.data.train is None:
             raise ValueError(f"data.train: task {self.task} reads your own files: give data.train (a .csv, .tsv, .json, "
                              ".jsonl or .parquet file; a CoNLL .txt for token-classification; or hub:<dataset id>)")
-        if not generic and (self.data.train or self.data.validation):
-            raise ValueError("data.train and data.validation are for task: text-classification, text-regression or "
+        if not generic and (self.data.train or self.data.validation or self.data.test):
+            raise ValueError("data.train, data.validation and data.test are for task: text-classification, text-regression or "
                              f"token-classification on your own files; task {self.task} reads its own (data.dir)")
         if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
             raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
+        if self.corpus is not None and self.eval.metric is not None:
+            raise ValueError("eval.metric: a corpus run is measured by its held-out distillation loss: drop eval.metric")
         if self.corpus is not None:
             objectives = registry("objectives")
             for number, student in enumerate(self.students):

@@ -17,17 +17,20 @@ EXPORT_RECORD = "bequest.json"
 
 def _scores(record: dict) -> str:
     if "dev" in record:
-        rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in record["dev"].items())
-        teacher = ", ".join(f"{k} {v:.4f}" for k, v in record["teacher"]["dev"].items())
-        return f"""## Dev-set scores
+        splits = ["dev", *(["test"] if "test" in record else [])]
+        rows = "\n".join(f"| {name} | " + " | ".join(f"{record[split][name]:.4f}" for split in splits) + " |"
+                         for name in record["dev"])
+        teacher = "; ".join(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in record["teacher"][split].items())
+                            for split in splits if split in record["teacher"])
+        return f"""## Scores
 
-Scored after export, from the files in this folder.
+Scored after export, from the files in this folder{" (the test split once, at the end)" if "test" in record else ""}.
 
-| metric | value |
-|---|---|
+| metric | {" | ".join(splits)} |
+|---|{"---|" * len(splits)}
 {rows}
 
-Teacher dev scores: {teacher}.
+Teacher scores: {teacher}.
 """
     return f"""## Distillation loss
 

@@ -5,6 +5,7 @@ asks which one it has.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -15,6 +16,7 @@ from bequest.config import RunConfig
 from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import inference_batches
 from bequest.data.tasks import get_task
+from bequest.errors import BequestError
 from bequest.kinds import TaskData, evaluate, load_task_data
 from bequest.models.loading import load_encoder, task_model_class
 from bequest.train.teacher import (
@@ -32,9 +34,14 @@ class TaskWorkload:
         self.config, self.task = config, get_task(config.task)
         if self.task.from_data:  # its classes (the head's size and names) come from the training labels
             self.task = self.task.kind.resolve(self.task, config.data, config.seed)
+        if config.eval.metric is not None:
+            if config.eval.metric not in self.task.metrics:
+                raise BequestError(f"eval.metric: {config.eval.metric!r} is not a metric of {self.task.name}: use one of "
+                                   f"{', '.join(self.task.metrics)}")
+            self.task = replace(self.task, main_metric=config.eval.metric)
         self.length_key, self.max_length = "data.max_length", config.data.max_length
         self.auto_class = task_model_class(self.task)
-        self.train = self.dev = None
+        self.train = self.dev = self.test = None
         self.file_hashes: dict[str, str] = {}
 
     def load_teacher(self) -> tuple[nn.Module, bool]:
@@ -45,9 +52,23 @@ class TaskWorkload:
         loaded = load_task_data(self.task, data.dir, tokenizer, data.max_length, data.max_train_examples, self.config.seed,
                                 max_eval_examples=data.max_eval_examples, stride=self.config.qa.stride,
                                 split_by_article=data.split_by_article, data=data)
-        self.train, self.dev, self.file_hashes, self.pad = loaded.train, loaded.dev, loaded.file_hashes, tokenizer.pad_token_id
+        self.train, self.dev, self.test = loaded.train, loaded.dev, loaded.test
+        self.file_hashes, self.pad = loaded.file_hashes, tokenizer.pad_token_id
         self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)
-                              for split, encoded in {"train": self.train, **self.dev}.items()}
+                              for split, encoded in self.splits().items()}
+
+    def splits(self) -> dict:
+        """Every split read: train, the dev splits, and the test split when there is one."""
+        return {"train": self.train, **self.dev, **({"test": self.test} if self.test is not None else {})}
+
+    def notes(self) -> list[str]:
+        """What the log says of the data once every check passed: how many examples were cut at max_length."""
+        cut = {split: count for split, count in self.at_max_length.items() if count}
+        if not cut:
+            return []
+        counts = ", ".join(f"{count} of {len(self.splits()[split])} {split}" for split, count in cut.items())
+        return [f"{counts} examples reach {self.length_key} {self.max_length} (longer ones are cut there; raise it to "
+                "keep more of them)"]
 
     @property
     def sample(self):
@@ -62,16 +83,24 @@ class TaskWorkload:
     def score(self, model: nn.Module) -> dict[str, float]:
         return evaluate(model, self.task, self.dev, self.config.eval.batch_size, self.pad, self.config.qa)
 
+    def final_scores(self, model: nn.Module) -> dict:
+        """A final model's dev scores and, once, its test scores (data.test)."""
+        scores = {"dev": self.score(model)}
+        if self.test is not None:
+            scores["test"] = evaluate(model, self.task, {"test": self.test}, self.config.eval.batch_size, self.pad,
+                                      self.config.qa, primary="test")
+        return scores
+
     def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
         return self.score(distiller.student)
 
     def teacher_scores(self, teacher: nn.Module) -> dict:
-        return {"dev": self.score(teacher)}
+        return self.final_scores(teacher)
 
     def exported_scores(self, folder: Path, device, history: list[dict]) -> dict:
         """A student's scores, from the files written (not the model in memory)."""
         model = self.auto_class.from_pretrained(folder, use_safetensors=True, trust_remote_code=False).to(device)
-        return {"dev": self.score(model)}
+        return self.final_scores(model)
 
     def record(self) -> dict:
         """What a model's record says of the workload: the task, its metrics and how they were scored."""
@@ -85,6 +114,7 @@ class TaskWorkload:
 
     def sizes(self) -> dict:
         return {"train_examples": len(self.train), "dev_examples": {split: len(d) for split, d in self.dev.items()},
+                "test_examples": len(self.test) if self.test is not None else None,
                 "examples_at_max_length": self.at_max_length, "heldout_segments": None}
 
 
@@ -107,6 +137,9 @@ class CorpusWorkload:
         segments, self.file_hashes = load_segments(corpus, tokenizer, corpus.max_length, cache_root(self.config))
         self.train, self.heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, self.config.seed)
         self.pad = tokenizer.pad_token_id
+
+    def notes(self) -> list[str]:
+        return []  # segments are cut to corpus.max_length by design
 
     @property
     def sample(self):

@@ -1,6 +1,7 @@
 """Your own data: text classification from a CSV/TSV/JSONL file with named columns, labels read from it."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -83,7 +84,7 @@ def test_a_validation_label_never_seen_in_training_is_refused(tmp_path, tiny_tea
 def test_generic_and_preset_data_keys_do_not_mix(tmp_path, tiny_teacher, tiny_glue):
     with pytest.raises(BequestError, match="data.train: task text-classification reads your own files"):
         load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification"))
-    with pytest.raises(BequestError, match="data.train and data.validation are for task: text-classification"):
+    with pytest.raises(BequestError, match="data.train, data.validation and data.test are for task: text-classification"):
         load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, data={"train": "x.csv"}))
 
 
@@ -122,3 +123,40 @@ def test_examples_cut_at_max_length_are_counted(tmp_path, tiny_teacher, tiny_glu
     rows = [line.split("\t")[0] for line in (tiny_glue / "SST-2" / "train.tsv").read_text().splitlines()[1:]]
     longer = sum(len(tokenizer(text)["input_ids"]) >= 12 for text in rows)
     assert 0 < longer < len(rows) and work.sizes()["examples_at_max_length"]["train"] == longer
+
+
+def test_a_test_file_is_scored_once_at_the_end_and_eval_metric_picks_the_main_score(tmp_path, tiny_teacher, tiny_glue, cli):
+    from sklearn.metrics import f1_score
+    from transformers import pipeline
+
+    sst2 = tiny_glue / "SST-2"
+    data = _own_files(tiny_glue, validation=str(sst2 / "dev.tsv"), test=str(sst2 / "train.tsv"), max_length=12)
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data,
+                         eval={"latency_repeats": 2, "metric": "f1_macro"})
+    result = cli.run(["run", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    header = result.stdout[result.stdout.index("┏"):result.stdout.index("┡")]  # rich wraps a header over lines
+    assert "test" in header and "f1_macro" in header and "accuracy" not in header
+    assert re.search(r"\d+ of 160 train, \d+ of 48 validation, \d+ of 160 test examples reach data.max_length 12",
+                     " ".join(result.stderr.split()))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["main_metric"] == "f1_macro"
+    rows = [line.split("\t") for line in (sst2 / "train.tsv").read_text().splitlines()[1:]]
+    folder = str(tmp_path / "run" / "student")
+    predicted = pipeline("text-classification", model=folder, tokenizer=folder)([text for text, _ in rows], truncation=True,
+                                                                                 max_length=12)
+    gold = [int(label) for _, label in rows]
+    expected = f1_score(gold, [int(p["label"]) for p in predicted], average="macro")
+    assert results["students"]["student"]["test"]["f1_macro"] == pytest.approx(expected, abs=1e-6)
+    assert set(results["teacher"]["test"]) == set(results["teacher"]["dev"])
+    assert "| metric | dev | test |" in (tmp_path / "run" / "student" / "README.md").read_text()
+    history = json.loads((tmp_path / "run" / "logs" / "student.json").read_text())
+    assert all("f1_macro_test" not in row and "test" not in row for row in history)  # never scored while training
+
+
+def test_an_eval_metric_the_task_does_not_have_is_one_line(tmp_path, tiny_teacher, tiny_glue):
+    config = load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=_own_files(tiny_glue),
+                                     eval={"metric": "pearson"}))
+    with pytest.raises(BequestError, match=r"eval.metric: 'pearson' is not a metric of text-classification: use one of "
+                                           r"accuracy, f1_macro, f1, matthews_correlation"):
+        workload(config)

@@ -88,6 +88,14 @@ def stratified_split(labels: list, fraction: float, seed: int, classes: bool) ->
     return [row for row in range(len(labels)) if row not in chosen], held
 
 
+def check_seen(labels, known, where: str, what: str) -> None:
+    """Every label of a scored split is one the model learned: an unseen one could never be predicted."""
+    unseen = sorted(set(labels) - set(known))
+    if unseen:
+        raise BequestError(f"{where}: {what} {unseen[0]!r} never occurs in data.train (its {what}s: {', '.join(known[:12])}): "
+                           "fix the row, or add examples of it to the training data")
+
+
 def user_task(spec: TaskSpec, data, seed: int):
     """The task a user's files define (`spec` is the generic text-classification / text-regression preset):
     its classes or scores read from the training labels. Returns the task and the splits' raw tables."""
@@ -103,14 +111,14 @@ def user_task(spec: TaskSpec, data, seed: int):
     else:
         keep, held = stratified_split(labels, data.validation_fraction, seed, not regression)
         tables = {"train": train.select(keep), "validation": train.select(held)}
-    for split in tables:
+    if data.test:
+        tables["test"] = read_table(data.test, data.test_split, data.hub_config, "test")
+    for split, table in tables.items():
         if split != "train":
-            check_columns(tables[split], columns, f"data.{split} {data.validation or data.train}")
+            source = getattr(data, split) or data.train
+            check_columns(table, columns, f"data.{split} {source}")
             if not regression:
-                unseen = sorted({str(v) for v in tables[split][data.label_column]} - set(names))
-                if unseen:
-                    raise BequestError(f"data.{split}: label {unseen[0]!r} never occurs in data.train (its labels: "
-                                       f"{', '.join(names[:10])}): fix the row, or add examples of it to the training data")
+                check_seen([str(v) for v in table[data.label_column]], names, f"data.{split}", "label")
     if regression:
         task = replace(spec, kind_name="regression", label_names=(), metrics=("pearson", "spearmanr"), main_metric="pearson")
     else:

@@ -29,6 +29,7 @@ class TaskData:
     train: Encoded | None
     dev: dict[str, Encoded]
     file_hashes: dict[str, str] = field(default_factory=dict)
+    test: Encoded | None = None  # the user's data.test: scored once, at the end
 
 
 class TaskKind:
@@ -94,11 +95,13 @@ def load_task_data(task, data_dir: str | None, tokenizer, max_length: int, max_t
                           stride, split_by_article, data)
 
 
-def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, pad_token_id: int, qa=None) -> dict[str, float]:
-    """Every metric of the task on every dev split; a second split's keys get its name (MNLI mismatched)."""
+def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, pad_token_id: int, qa=None,
+             primary: str | None = None) -> dict[str, float]:
+    """Every metric of the task on every split; keys of a split other than `primary` (default: the task's first
+    dev split) get its name (MNLI mismatched)."""
     scores = {}
     for split, data in dev.items():
         logits = predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}")
-        suffix = "" if split == task.dev_splits[0] else "_" + split.removeprefix("dev_")
+        suffix = "" if split == (primary or task.dev_splits[0]) else "_" + split.removeprefix("dev_")
         scores.update({name + suffix: value for name, value in task.kind.metrics(task, data, logits, qa).items()})
     return scores

@@ -59,16 +59,20 @@ class Classification(TaskKind):
 
     def _load_user_files(self, task, data, tokenizer, seed, with_train):
         _, tables = user_task(task, data, seed)
-        hashes = {source: _source_hash(source) for source in (data.train, data.validation) if source}
+        hashes = {source: _source_hash(source) for source in (data.train, data.validation, data.test) if source}
         train = None
         if with_train:
             train = encode_table(tables["train"], data, task, tokenizer, subsample(len(tables["train"]), data.max_train_examples, seed))
-        dev = encode_table(tables["validation"], data, task, tokenizer,
-                           subsample(len(tables["validation"]), data.max_eval_examples, seed))
-        if len(dev) < self.min_eval_examples:
-            raise BequestError(f"the validation data gives {len(dev)} example(s): {', '.join(task.metrics)} need at least "
-                               f"{self.min_eval_examples} (give data.validation, or raise data.validation_fraction)")
-        return TaskData(task=task, train=train, dev={"validation": dev}, file_hashes=hashes)
+        scored = {split: encode_table(tables[split], data, task, tokenizer,
+                                      subsample(len(tables[split]), data.max_eval_examples, seed))
+                  for split in ("validation", "test") if split in tables}
+        for split, encoded in scored.items():
+            if len(encoded) < self.min_eval_examples:
+                raise BequestError(f"the {split} data gives {len(encoded)} example(s): {', '.join(task.metrics)} need at "
+                                   f"least {self.min_eval_examples} (give data.{split} with more rows"
+                                   + (", or raise data.validation_fraction)" if split == "validation" else ")"))
+        return TaskData(task=task, train=train, dev={"validation": scored["validation"]}, file_hashes=hashes,
+                        test=scored.get("test"))
 
     def metrics(self, task, data, logits, qa):
         return compute_metrics(task, logits, np.asarray(data.labels))

@@ -17,7 +17,7 @@ from transformers import AutoModelForTokenClassification
 
 from bequest.data.conll import tagged_split
 from bequest.data.features import Encoded, subsample
-from bequest.data.user_files import HUB
+from bequest.data.user_files import HUB, check_seen
 from bequest.errors import BequestError
 from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
@@ -74,20 +74,25 @@ class TokenClassification(TaskKind):
             kept = [i for i in range(len(sentences)) if i not in held]
             sentences, tags = [sentences[i] for i in kept], [tags[i] for i in kept]
         index = {name: i for i, name in enumerate(task.label_names)}
-        unseen = sorted({tag for row in dev_tags for tag in row} - set(index))
-        if unseen:
-            raise BequestError(f"data.validation: tag {unseen[0]!r} never occurs in data.train (its tags: "
-                               f"{', '.join(task.label_names[:12])}): fix the file, or add sentences with it to the training data")
+        scored = {"validation": (dev_sentences, dev_tags)}
+        if data.test:
+            scored["test"] = tagged_split(data.test, data.test_split, data, "test")
+        for split, (_, split_tags) in scored.items():
+            check_seen([tag for row in split_tags for tag in row], task.label_names, f"data.{split}", "tag")
         train = None
         if with_train:
             keep = subsample(len(sentences), max_train_examples, seed)
             train = encode_words(tokenizer, [sentences[i] for i in keep], [tags[i] for i in keep], index, max_length,
                                  data.label_all_tokens)
-        keep = subsample(len(dev_sentences), max_eval_examples, seed)
-        dev = encode_words(tokenizer, [dev_sentences[i] for i in keep], [dev_tags[i] for i in keep], index, max_length, False)
+        encoded = {}
+        for split, (split_sentences, split_tags) in scored.items():
+            keep = subsample(len(split_sentences), max_eval_examples, seed)
+            encoded[split] = encode_words(tokenizer, [split_sentences[i] for i in keep], [split_tags[i] for i in keep],
+                                          index, max_length, False)
         hashes = {source: source if source.startswith(HUB) else sha256_file(source)
-                  for source in (data.train, data.validation) if source}
-        return TaskData(task=task, train=train, dev={"validation": dev}, file_hashes=hashes)
+                  for source in (data.train, data.validation, data.test) if source}
+        return TaskData(task=task, train=train, dev={"validation": encoded["validation"]}, file_hashes=hashes,
+                        test=encoded.get("test"))
 
     def metrics(self, task, data, logits, qa):
         from seqeval.metrics import f1_score, precision_score, recall_score
