@@ -177,12 +177,11 @@ def main(argv=None) -> None:
     path = args.out / "tasks.json"
     entries = json.loads(path.read_text()) if path.is_file() else {}
     machine = f"{platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}"
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     for part in PARTS if args.part == "all" else [args.part]:
         with tempfile.TemporaryDirectory() as scratch:
-            entries[part] = {**PARTS[part][0](args.data, Path(scratch)), "machine": machine,
-                             "command": f"python bench/tasks.py --data DATA --part {part}",
-                             "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                                      text=True).stdout.strip()}
+            entries[part] = {**PARTS[part][0](args.data, Path(scratch)), "machine": machine, "commit": commit,
+                             "command": f"python bench/tasks.py --data DATA --part {part}"}
         args.out.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(entries, indent=1) + "\n")
     sections = [f"## {PARTS[part][2]}\n\nCommand: `{entry['command']}` (commit {entry['commit']}; {entry['machine']})\n\n"

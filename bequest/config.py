@@ -202,6 +202,9 @@ class DataConfig(Section):
     text_pair_column: str | None = Field(None, description="the column holding the second text of a pair (NLI, paraphrase)")
     label_column: str = Field("label", description="the column holding the label: class names or integers; numbers "
                               "with decimals make the task a regression")
+    label_separator: str | None = Field(None, min_length=1, description="text-classification: several labels a row, "
+                                        "written in one string cut at this separator (e.g. '|'); a column of lists "
+                                        "(JSON, parquet, hub) needs none")
     label_all_tokens: bool = Field(False, description="token-classification: train on every sub-word of a word, not only "
                                    "its first (scored on first sub-words either way)")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")

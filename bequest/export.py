@@ -61,6 +61,17 @@ def write_model_card(folder: Path, record: dict) -> None:
     front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": pipeline,
                             "tags": ["bequest", "distillation", *tags]}, sort_keys=False)
     rescore = f"\nRe-score it: `bequest evaluate path/to/this/folder --task {task}`.\n" if task else ""
+    example = ""
+    if record.get("pipeline_example"):  # what a plain transformers pipeline does with it
+        example = f"""
+Or through a pipeline:
+
+```python
+from transformers import pipeline
+folder = "path/to/this/folder"
+print({record['pipeline_example']})
+```
+"""
     card = f"""---
 {front}---
 
@@ -82,7 +93,7 @@ from transformers import {usage}, AutoTokenizer
 model = {usage}.from_pretrained("path/to/this/folder")
 tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
 ```
-{rescore}
+{example}{rescore}
 ## Recipe
 
 ```yaml

@@ -106,7 +106,8 @@ class TaskWorkload:
         """What a model's record says of the workload: the task, its metrics and how they were scored."""
         kind = self.task.kind
         return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config),
-                "pipeline_tag": kind.pipeline_tag, "model_class": kind.auto_class.__name__,
+                "pipeline_tag": kind.pipeline_tag, "pipeline_example": kind.pipeline_example,
+                "model_class": kind.auto_class.__name__,
                 "describes": kind.describe(self.task)}
 
     def describe(self) -> dict:

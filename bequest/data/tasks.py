@@ -36,6 +36,11 @@ class TaskSpec:
         return self.kind_name == "regression"
 
     @property
+    def multi_label(self) -> bool:
+        """Any number of labels per example (sigmoid per label), not one class."""
+        return self.kind_name == "multi_label"
+
+    @property
     def num_labels(self) -> int:
         """Width of the model's output layer: one unit for a regression score, start and end for QA."""
         if self.question_answering:
@@ -51,11 +56,14 @@ class TaskSpec:
         return TASK_KINDS[self.kind_name].implementation
 
     def label_maps(self) -> dict:
-        """Class names for the config of a task model; QA heads have none (start and end are not classes)."""
+        """Class names (and, for several labels a row, the problem type) for the config of a task model; QA heads have none (start and end are not classes)."""
         if self.question_answering:
             return {}
         names = self.label_names or ("score",)
-        return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+        maps = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+        if self.multi_label:  # transformers' pipeline then applies a sigmoid per label, not a softmax
+            maps["problem_type"] = "multi_label_classification"
+        return maps
 
     @property
     def unanswerable(self) -> bool:

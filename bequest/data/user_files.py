@@ -57,20 +57,45 @@ def check_columns(table, columns: dict[str, str | None], where: str) -> None:
                                f"set data.{key} to one of them")
 
 
-def _names(values: list, where: str) -> tuple[list[str], bool]:
-    """Class names of a label column (sorted: integers numerically, strings alphabetically) and whether
-    the labels are scores (numbers with decimals)."""
+def declared_names(table, data) -> list[str] | None:
+    """The class names a hub dataset declares for its label column (a ClassLabel, or a sequence of them)."""
+    feature = table.features[data.label_column]
+    return getattr(feature, "names", None) or getattr(getattr(feature, "feature", None), "names", None)
+
+
+def label_values(table, data) -> list:
+    """The label column as Python values: a ClassLabel's ids (or a sequence of them) as its names, and a string
+    cut at `data.label_separator` as a list of labels."""
+    names = declared_names(table, data)
+    values = list(table[data.label_column])
+    if names:
+        values = [[names[i] for i in value] if isinstance(value, list) else names[value] for value in values]
+    if data.label_separator:
+        values = [value if isinstance(value, list) else [part.strip() for part in str(value).split(data.label_separator)
+                                                          if part.strip()] for value in values]
+    return values
+
+
+KIND_WORDS = {"classification": "one class a row", "regression": "scores", "multi_label": "lists of labels"}
+
+
+def _names(values: list, where: str) -> tuple[list[str], str]:
+    """Class names of a label column (sorted: integers numerically, strings alphabetically) and the kind of task
+    they make: classification, regression (numbers with decimals) or multi_label (a list of labels per row)."""
     kinds = {type(v) for v in values}
+    if kinds == {list}:
+        return sorted({str(label) for row in values for label in row}), "multi_label"
     if kinds == {bool}:  # JSON true/false: two classes by name
-        return sorted({str(v) for v in values}), False
+        return sorted({str(v) for v in values}), "classification"
     if kinds <= {float, int} and float in kinds and any(float(v) != int(v) for v in values):
-        return [], True
+        return [], "regression"
     if kinds <= {int, float}:
-        return [str(v) for v in sorted({int(v) for v in values})], False
+        return [str(v) for v in sorted({int(v) for v in values})], "classification"
     if kinds == {str}:
-        return sorted(set(values)), False
+        return sorted(set(values)), "classification"
     raise BequestError(f"{where}: the label column mixes {' and '.join(sorted(k.__name__ for k in kinds))} values: "
-                       "give every row the same kind of label")
+                       "give every row the same kind of label (for several labels a row, lists, or name "
+                       "data.label_separator)")
 
 
 def stratified_split(labels: list, fraction: float, seed: int, classes: bool) -> tuple[list[int], list[int]]:
@@ -102,25 +127,38 @@ def user_task(spec: TaskSpec, data, seed: int):
     train = read_table(data.train, data.train_split, data.hub_config, "train")
     columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column, "label_column": data.label_column}
     check_columns(train, columns, f"data.train {data.train}")
-    labels = train[data.label_column]
-    names, scores = _names(labels, f"data.train {data.train}")
-    regression = scores or spec.kind_name == "regression"
+    labels = label_values(train, data)
+    names, kind_name = _names(labels, f"data.train {data.train}")
+    names = declared_names(train, data) or names  # the dataset's own order of its classes, when it declares them
+    if spec.kind_name == "regression":  # text-regression: integer scores are scores too
+        if kind_name != "regression" and not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels):
+            raise BequestError(f"data.train {data.train}: task text-regression needs a number in every row of column "
+                               f"{data.label_column!r}: fix the rows, or use task: text-classification for named classes")
+        kind_name = "regression"
     tables = {"train": train}
     if data.validation:
         tables["validation"] = read_table(data.validation, data.validation_split, data.hub_config, "validation")
-    else:
-        keep, held = stratified_split(labels, data.validation_fraction, seed, not regression)
+    else:  # label sets and scores are held out at random, classes in proportion
+        keep, held = stratified_split(labels, data.validation_fraction, seed, kind_name == "classification")
         tables = {"train": train.select(keep), "validation": train.select(held)}
     if data.test:
         tables["test"] = read_table(data.test, data.test_split, data.hub_config, "test")
     for split, table in tables.items():
-        if split != "train":
-            source = getattr(data, split) or data.train
-            check_columns(table, columns, f"data.{split} {source}")
-            if not regression:
-                check_seen([str(v) for v in table[data.label_column]], names, f"data.{split}", "label")
-    if regression:
+        if split == "train":
+            continue
+        where = f"data.{split} {getattr(data, split) or data.train}"
+        check_columns(table, columns, where)
+        split_names, split_kind = _names(label_values(table, data), where)
+        if split_kind != kind_name and not (kind_name == "regression" and split_kind == "classification"):
+            raise BequestError(f"{where}: its labels are {KIND_WORDS[split_kind]} but data.train's are "
+                               f"{KIND_WORDS[kind_name]}: give every file the same kind of label")
+        if kind_name != "regression":
+            check_seen(split_names, names, f"data.{split}", "label")
+    if kind_name == "regression":
         task = replace(spec, kind_name="regression", label_names=(), metrics=("pearson", "spearmanr"), main_metric="pearson")
+    elif kind_name == "multi_label":
+        task = replace(spec, kind_name="multi_label", label_names=tuple(names), metrics=("f1_micro", "f1_macro", "accuracy"),
+                       main_metric="f1_micro")
     else:
         metrics = ("accuracy", "f1_macro") + (("f1", "matthews_correlation") if len(names) == 2 else ())
         task = replace(spec, kind_name="classification", label_names=tuple(names), metrics=metrics, main_metric="accuracy")
@@ -134,10 +172,19 @@ def encode_table(table, data, task: TaskSpec, tokenizer, keep: list[int] | None 
     if keep is not None and len(keep) < len(table):
         table = table.select(keep)
     pairs = table[data.text_pair_column] if data.text_pair_column else None
+    values = label_values(table, data)
     if task.is_regression:
-        labels = [float(v) for v in table[data.label_column]]
+        labels = [float(v) for v in values]
+    elif task.multi_label:  # a multi-hot row per example
+        index = {name: i for i, name in enumerate(task.label_names)}
+        labels = []
+        for row in values:
+            hot = [0.0] * len(index)
+            for label in row:
+                hot[index[str(label)]] = 1.0
+            labels.append(hot)
     else:
         index = {name: i for i, name in enumerate(task.label_names)}
-        labels = [index[str(v)] for v in table[data.label_column]]
+        labels = [index[str(v)] for v in values]
     return encode(tokenizer, [str(t) for t in table[data.text_column]], [str(t) for t in pairs] if pairs else None,
                   labels, data.max_length)

@@ -5,3 +5,4 @@ from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, evaluate, load_ta
 from bequest.kinds.classification import CLASSIFICATION, REGRESSION  # noqa: F401
 from bequest.kinds.extractive_qa import EXTRACTIVE_QA  # noqa: F401
 from bequest.kinds.token_classification import TOKEN_CLASSIFICATION  # noqa: F401
+from bequest.kinds.multi_label import MULTI_LABEL  # noqa: F401

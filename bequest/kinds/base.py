@@ -38,6 +38,7 @@ class TaskKind:
     auto_class = AutoModelForSequenceClassification
     has_classes = True  # the head predicts classes (PTP builds its classes from them)
     pipeline_tag = "text-classification"  # the hub's name for what its models do
+    pipeline_example = 'pipeline("text-classification", model=folder)("a charming and affecting journey")'
 
     def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
              with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None,

@@ -92,6 +92,8 @@ class Regression(Classification):
 
     has_classes = False
     min_eval_examples = 2  # a correlation of one pair is undefined
+    pipeline_example = ('pipeline("text-classification", model=folder, function_to_apply="none")'
+                        '("a charming and affecting journey")  # the score')
 
     def loss(self, logits, labels, mask=None):
         return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))

@@ -31,6 +31,8 @@ class ExtractiveQA(TaskKind):
     auto_class = AutoModelForQuestionAnswering
     has_classes = False
     pipeline_tag = "question-answering"
+    pipeline_example = ('pipeline("question-answering", model=folder)(question="Where did he go?", '
+                        'context="George Washington went to Washington.")')
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
              stride, split_by_article, data=None):

@@ -55,6 +55,8 @@ class TokenClassification(TaskKind):
     auto_class = AutoModelForTokenClassification
     has_classes = False  # no class per example: PTP has nothing to build from
     pipeline_tag = "token-classification"
+    pipeline_example = ('pipeline("token-classification", model=folder, aggregation_strategy="simple")'
+                        '("George Washington went to Washington.")')
 
     def resolve(self, spec, data, seed):
         _, tags = tagged_split(data.train, data.train_split, data, "train")
