@@ -207,6 +207,8 @@ class DataConfig(Section):
                                         "(JSON, parquet, hub) needs none")
     label_all_tokens: bool = Field(False, description="token-classification: train on every sub-word of a word, not only "
                                    "its first (scored on first sub-words either way)")
+    num_proc: int | None = Field(None, ge=1, description="processes that tokenise your own files (datasets.map); "
+                                 "the result is cached by fingerprint, so a second run reads it back")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")

@@ -32,8 +32,9 @@ class TaskWorkload:
 
     def __init__(self, config: RunConfig):
         self.config, self.task = config, get_task(config.task)
+        self.datasets_cache = str(cache_root(config) / "datasets")  # the user's files as Arrow tables, tokenised
         if self.task.from_data:  # its classes (the head's size and names) come from the training labels
-            self.task = self.task.kind.resolve(self.task, config.data, config.seed)
+            self.task = self.task.kind.resolve(self.task, config.data, config.seed, self.datasets_cache)
         if config.eval.metric is not None:
             if config.eval.metric not in self.task.metrics:
                 raise BequestError(f"eval.metric: {config.eval.metric!r} is not a metric of {self.task.name}: use one of "
@@ -51,7 +52,8 @@ class TaskWorkload:
         data = self.config.data
         loaded = load_task_data(self.task, data.dir, tokenizer, data.max_length, data.max_train_examples, self.config.seed,
                                 max_eval_examples=data.max_eval_examples, stride=self.config.qa.stride,
-                                split_by_article=data.split_by_article, data=data)
+                                split_by_article=data.split_by_article, data=data,
+                                cache_dir=self.datasets_cache)
         self.train, self.dev, self.test = loaded.train, loaded.dev, loaded.test
         self.file_hashes, self.pad = loaded.file_hashes, tokenizer.pad_token_id
         self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)

@@ -2,6 +2,7 @@
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -160,3 +161,33 @@ def test_an_eval_metric_the_task_does_not_have_is_one_line(tmp_path, tiny_teache
     with pytest.raises(BequestError, match=r"eval.metric: 'pearson' is not a metric of text-classification: use one of "
                                            r"accuracy, f1_macro, f1, matthews_correlation"):
         workload(config)
+
+
+def test_own_files_are_tokenised_into_a_cached_arrow_table_with_the_presets_content(tmp_path, tiny_teacher, tiny_glue):
+    from transformers import AutoTokenizer
+
+    from bequest.data.table_features import TableEncoded
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher)
+    generic = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification",
+                                               data=_own_files(tiny_glue))))
+    generic.load_data(tokenizer)
+    assert isinstance(generic.train, TableEncoded)
+    cache = generic.train.table.cache_files[0]["filename"]
+    assert cache.startswith(str(tmp_path / "cache" / "datasets"))  # under bequest's cache dir, named by fingerprint
+    written = Path(cache).stat().st_mtime_ns
+    again = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification",
+                                             data=_own_files(tiny_glue))))
+    again.load_data(tokenizer)
+    assert again.train.table.cache_files[0]["filename"] == cache and Path(cache).stat().st_mtime_ns == written
+    preset = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue)))
+    preset.load_data(tokenizer)
+    assert type(preset.train) is not TableEncoded
+    assert generic.train.fingerprint() == preset.train.fingerprint()  # the same content, whatever holds it
+    indices = [5, 0, 77, 3]
+    for key, value in preset.train.batch(indices, 0).items():
+        assert torch.equal(generic.train.batch(indices, 0)[key], value)
+    assert generic.train.select(indices).lengths == [preset.train.lengths[i] for i in indices]
+    flipped = preset.train.select(range(len(preset.train)))
+    flipped.labels[3] = 1 - flipped.labels[3]
+    assert flipped.fingerprint() != preset.train.fingerprint()

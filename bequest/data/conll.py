@@ -37,7 +37,7 @@ def read_conll(path: Path, what: str) -> tuple[list[list[str]], list[list[str]]]
     return sentences, tags
 
 
-def tagged_split(source: str, split: str, data, what: str) -> tuple[list[list[str]], list[list[str]]]:
+def tagged_split(source: str, split: str, data, what: str, cache_dir: str | None = None) -> tuple[list[list[str]], list[list[str]]]:
     """(sentences, tags) of one split: a CoNLL file, or hub:<id> (data.text_column: tokens, data.label_column: tags)."""
     from bequest.data.user_files import HUB, check_columns, read_table
 
@@ -49,7 +49,7 @@ def tagged_split(source: str, split: str, data, what: str) -> tuple[list[list[st
         if not path.is_file():
             raise BequestError(f"data.{what}: {path} not found: give the path of a CoNLL file or hub:<dataset id>")
         return read_conll(path, what)
-    table = read_table(source, split, data.hub_config, what)
+    table = read_table(source, split, data.hub_config, what, cache_dir)
     check_columns(table, {"text_column": data.text_column, "label_column": data.label_column}, f"data.{what} {source}")
     feature = table.features[data.label_column]
     names = getattr(getattr(feature, "feature", None), "names", None)  # a Sequence(ClassLabel) names its tags

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+FINGERPRINT_CHUNK = 10_000  # rows hashed at a time: the same digest whatever holds the rows
 
 
 @dataclass
@@ -24,21 +26,26 @@ class Encoded:
     def lengths(self) -> list[int]:
         return [len(ids) for ids in self.inputs["input_ids"]]
 
+    def rows(self, indices) -> dict[str, list]:
+        """The chosen examples' inputs and labels, unpadded: {input name: rows, "labels": labels}."""
+        chosen = {name: [rows[i] for i in indices] for name, rows in self.inputs.items()}
+        return {**chosen, "labels": [self.labels[i] for i in indices]}
+
     def batch(self, indices, pad_token_id: int) -> dict[str, torch.Tensor]:
         """Pad the chosen examples to the longest among them (not to max_length)."""
-        longest = max(len(self.inputs["input_ids"][i]) for i in indices)
+        rows = self.rows(indices)
+        longest = max(len(ids) for ids in rows["input_ids"])
         batch = {}
-        for name, rows in self.inputs.items():
+        for name in self.inputs:
             fill = pad_token_id if name == "input_ids" else 0
-            padded = [rows[i] + [fill] * (longest - len(rows[i])) for i in indices]
-            batch[name] = torch.tensor(padded, dtype=torch.long)
-        batch["labels"] = self.label_tensor(indices, longest)
+            batch[name] = torch.tensor([row + [fill] * (longest - len(row)) for row in rows[name]], dtype=torch.long)
+        batch["labels"] = self.label_tensor(rows["labels"], longest)
         batch["index"] = torch.tensor(list(indices), dtype=torch.long)
         return batch
 
-    def label_tensor(self, indices, longest: int) -> torch.Tensor:
+    def label_tensor(self, labels: list, longest: int) -> torch.Tensor:
         """The chosen examples' labels (one per example; per-token kinds pad theirs to `longest`)."""
-        return torch.tensor([self.labels[i] for i in indices])
+        return torch.tensor(labels)
 
     def select(self, indices) -> Encoded:
         return type(self)(inputs={k: [rows[i] for i in indices] for k, rows in self.inputs.items()},
@@ -46,15 +53,23 @@ class Encoded:
 
     def fingerprint(self) -> str:
         """A hash of every model input and label: names the data a fine-tuned teacher or a cached
-        teacher output belongs to, so flipping one label or one token makes a new one."""
+        teacher output belongs to, so flipping one label or one token makes a new one. Rows are hashed
+        in chunks, so a split held in a table (`TableEncoded`) with the same content has the same hash."""
         digest = hashlib.sha256()
-        for name in sorted(self.inputs):
-            digest.update(name.encode())
-            for row in self.inputs[name]:
-                digest.update(np.asarray(row, dtype=np.int64).tobytes())
-                digest.update(b"|")
-        digest.update(json.dumps(self.labels, default=float).encode())
+        for start in range(0, len(self), FINGERPRINT_CHUNK):
+            rows = self.rows(range(start, min(start + FINGERPRINT_CHUNK, len(self))))
+            for name in sorted(rows):
+                digest.update(name.encode())
+                _hash_rows(digest, rows[name])
         return digest.hexdigest()
+
+
+def _hash_rows(digest, rows: list) -> None:
+    """Values and row lengths of a column: lists of numbers (ragged or not), or one number per row."""
+    if rows and isinstance(rows[0], list):
+        digest.update(np.asarray([len(row) for row in rows], dtype=np.int64).tobytes())
+        rows = list(itertools.chain.from_iterable(rows))
+    digest.update(np.asarray(rows, dtype=np.float64).tobytes())
 
 
 def subsample(size: int, limit: int | None, seed: int) -> list[int]:

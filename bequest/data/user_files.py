@@ -20,13 +20,14 @@ READERS = {".csv": ("csv", {}), ".tsv": ("csv", {"delimiter": "\t", "quoting": 3
 HUB = "hub:"
 
 
-def read_table(source: str, split: str, hub_config: str | None, what: str):
-    """One split as a `datasets.Dataset`: a local file (by its suffix) or `hub:<dataset id>`."""
+def read_table(source: str, split: str, hub_config: str | None, what: str, cache_dir: str | None = None):
+    """One split as a `datasets.Dataset`: a local file (by its suffix) or `hub:<dataset id>`, kept (with what
+    `datasets.map` makes of it) under `cache_dir` (default: the datasets library's own cache)."""
     import datasets  # imported when data is read: a refused command never pays for it
 
     if source.startswith(HUB):
         try:
-            return datasets.load_dataset(source[len(HUB):], hub_config, split=split)
+            return datasets.load_dataset(source[len(HUB):], hub_config, split=split, cache_dir=cache_dir)
         except Exception as error:  # no network, unknown id, missing split: one line either way
             reason = (str(error).splitlines() or [""])[0][:200]
             raise BequestError(f"data.{what}: cannot load {source} ({type(error).__name__}: {reason}): check the id, "
@@ -40,7 +41,7 @@ def read_table(source: str, split: str, hub_config: str | None, what: str):
     if builder == "csv":
         options = {**options, "keep_default_na": False}  # "NA" and "null" are text, not missing values
     try:
-        table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+        table = datasets.load_dataset(builder, data_files=str(path), split="train", cache_dir=cache_dir, **options)
     except Exception as error:  # pandas / pyarrow parse errors name the row; keep their first line
         reason = (str(error).splitlines() or [""])[0][:200]
         raise BequestError(f"data.{what}: {path} cannot be read as {path.suffix} ({type(error).__name__}: {reason})") from None
@@ -64,15 +65,18 @@ def declared_names(table, data) -> list[str] | None:
 
 
 def label_values(table, data) -> list:
-    """The label column as Python values: a ClassLabel's ids (or a sequence of them) as its names, and a string
-    cut at `data.label_separator` as a list of labels."""
-    names = declared_names(table, data)
-    values = list(table[data.label_column])
+    """The label column as Python values (see `as_labels`)."""
+    return as_labels(list(table[data.label_column]), declared_names(table, data), data.label_separator)
+
+
+def as_labels(values: list, names: list[str] | None, separator: str | None) -> list:
+    """Raw label values as labels: a ClassLabel's ids (or a sequence of them) as its `names`, and a string
+    cut at `separator` as a list of labels."""
     if names:
         values = [[names[i] for i in value] if isinstance(value, list) else names[value] for value in values]
-    if data.label_separator:
-        values = [value if isinstance(value, list) else [part.strip() for part in str(value).split(data.label_separator)
-                                                          if part.strip()] for value in values]
+    if separator:
+        values = [value if isinstance(value, list) else [part.strip() for part in str(value).split(separator) if part.strip()]
+                  for value in values]
     return values
 
 
@@ -121,10 +125,10 @@ def check_seen(labels, known, where: str, what: str) -> None:
                            "fix the row, or add examples of it to the training data")
 
 
-def user_task(spec: TaskSpec, data, seed: int):
+def user_task(spec: TaskSpec, data, seed: int, cache_dir: str | None = None):
     """The task a user's files define (`spec` is the generic text-classification / text-regression preset):
     its classes or scores read from the training labels. Returns the task and the splits' raw tables."""
-    train = read_table(data.train, data.train_split, data.hub_config, "train")
+    train = read_table(data.train, data.train_split, data.hub_config, "train", cache_dir)
     columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column, "label_column": data.label_column}
     check_columns(train, columns, f"data.train {data.train}")
     labels = label_values(train, data)
@@ -137,12 +141,12 @@ def user_task(spec: TaskSpec, data, seed: int):
         kind_name = "regression"
     tables = {"train": train}
     if data.validation:
-        tables["validation"] = read_table(data.validation, data.validation_split, data.hub_config, "validation")
+        tables["validation"] = read_table(data.validation, data.validation_split, data.hub_config, "validation", cache_dir)
     else:  # label sets and scores are held out at random, classes in proportion
         keep, held = stratified_split(labels, data.validation_fraction, seed, kind_name == "classification")
         tables = {"train": train.select(keep), "validation": train.select(held)}
     if data.test:
-        tables["test"] = read_table(data.test, data.test_split, data.hub_config, "test")
+        tables["test"] = read_table(data.test, data.test_split, data.hub_config, "test", cache_dir)
     for split, table in tables.items():
         if split == "train":
             continue
@@ -166,25 +170,22 @@ def user_task(spec: TaskSpec, data, seed: int):
 
 
 def encode_table(table, data, task: TaskSpec, tokenizer, keep: list[int] | None = None):
-    """A split's rows tokenised, their labels as class indices (or scores)."""
-    from bequest.data.features import encode
+    """A split's rows tokenised through `datasets.map` (cached), their labels as class indices, multi-hot rows or
+    scores."""
+    from bequest.data.table_features import encode_dataset
 
     if keep is not None and len(keep) < len(table):
         table = table.select(keep)
-    pairs = table[data.text_pair_column] if data.text_pair_column else None
-    values = label_values(table, data)
-    if task.is_regression:
-        labels = [float(v) for v in values]
-    elif task.multi_label:  # a multi-hot row per example
-        index = {name: i for i, name in enumerate(task.label_names)}
-        labels = []
-        for row in values:
-            hot = [0.0] * len(index)
-            for label in row:
-                hot[index[str(label)]] = 1.0
-            labels.append(hot)
-    else:
-        index = {name: i for i, name in enumerate(task.label_names)}
-        labels = [index[str(v)] for v in values]
-    return encode(tokenizer, [str(t) for t in table[data.text_column]], [str(t) for t in pairs] if pairs else None,
-                  labels, data.max_length)
+    names, separator = declared_names(table, data), data.label_separator
+    index = {name: i for i, name in enumerate(task.label_names)}
+
+    def to_labels(batch: dict) -> list:
+        values = as_labels(batch[data.label_column], names, separator)
+        if task.is_regression:
+            return [float(v) for v in values]
+        if task.multi_label:  # a multi-hot row per example
+            return [[float(name in set(map(str, row))) for name in task.label_names] for row in values]
+        return [index[str(v)] for v in values]
+
+    return encode_dataset(table, tokenizer, data.text_column, data.text_pair_column, to_labels, data.max_length,
+                          data.num_proc)

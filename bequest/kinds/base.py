@@ -42,12 +42,12 @@ class TaskKind:
 
     def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
              with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None,
-             data=None) -> TaskData:
+             data=None, cache_dir: str | None = None) -> TaskData:
         """Read the training split (optional) and every dev split of `task`, tokenised; record the files' hashes.
-        `data` is the recipe's data section, for a task on the user's own files."""
+        `data` is the recipe's data section, for a task on the user's own files (read into `cache_dir`)."""
         raise NotImplementedError
 
-    def resolve(self, spec, data, seed: int):
+    def resolve(self, spec, data, seed: int, cache_dir: str | None = None):
         """A task on the user's own files (`spec.from_data`), its classes read from `data` (the recipe's data section)."""
         return spec
 
@@ -89,11 +89,11 @@ def kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torc
 
 def load_task_data(task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
                    with_train: bool = True, max_eval_examples: int | None = None, stride: int = 128,
-                   split_by_article: float | None = None, data=None) -> TaskData:
+                   split_by_article: float | None = None, data=None, cache_dir: str | None = None) -> TaskData:
     """A task's splits through its kind (`stride` and `split_by_article` concern extractive QA only; `data`,
     the recipe's data section, a task on the user's own files)."""
     return task.kind.load(task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-                          stride, split_by_article, data)
+                          stride, split_by_article, data, cache_dir)
 
 
 def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, pad_token_id: int, qa=None,

@@ -33,9 +33,9 @@ class Classification(TaskKind):
     min_eval_examples = 1
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-             stride, split_by_article, data=None):
+             stride, split_by_article, data=None, cache_dir=None):
         if task.from_data:
-            return self._load_user_files(task, data, tokenizer, seed, with_train)
+            return self._load_user_files(task, data, tokenizer, seed, with_train, cache_dir)
         splits = (("train",) if with_train else ()) + task.dev_splits
         raw = {split: load_glue_split(task, split, data_dir) for split in splits}
         if data_dir is None:  # the hub's own content fingerprint stands in for a file hash
@@ -54,11 +54,11 @@ class Classification(TaskKind):
                                    f"need at least {self.min_eval_examples} (raise data.max_eval_examples, or use the whole dev file)")
         return TaskData(task=task, train=train, dev=dev, file_hashes=hashes)
 
-    def resolve(self, spec, data, seed):
-        return user_task(spec, data, seed)[0]
+    def resolve(self, spec, data, seed, cache_dir=None):
+        return user_task(spec, data, seed, cache_dir)[0]
 
-    def _load_user_files(self, task, data, tokenizer, seed, with_train):
-        _, tables = user_task(task, data, seed)
+    def _load_user_files(self, task, data, tokenizer, seed, with_train, cache_dir):
+        _, tables = user_task(task, data, seed, cache_dir)
         hashes = {source: _source_hash(source) for source in (data.train, data.validation, data.test) if source}
         train = None
         if with_train:

@@ -35,7 +35,7 @@ class ExtractiveQA(TaskKind):
                         'context="George Washington went to Washington.")')
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-             stride, split_by_article, data=None):
+             stride, split_by_article, data=None, cache_dir=None):
         train, dev, hashes = load_squad_data(task, data_dir, tokenizer, max_length, stride, max_train_examples,
                                              max_eval_examples, split_by_article, seed, with_train)
         return TaskData(task=task, train=train, dev={"dev": dev}, file_hashes=hashes)

@@ -28,8 +28,8 @@ IGNORED = -100  # a position no loss or metric reads
 class TokenFeatures(Encoded):
     """A tagged split: one label per token (IGNORED on special tokens and later sub-words)."""
 
-    def label_tensor(self, indices, longest: int) -> torch.Tensor:
-        return torch.tensor([self.labels[i] + [IGNORED] * (longest - len(self.labels[i])) for i in indices])
+    def label_tensor(self, labels: list, longest: int) -> torch.Tensor:
+        return torch.tensor([row + [IGNORED] * (longest - len(row)) for row in labels])
 
 
 def encode_words(tokenizer, sentences: list[list[str]], tags: list[list[str]], index: dict[str, int], max_length: int,
@@ -58,17 +58,17 @@ class TokenClassification(TaskKind):
     pipeline_example = ('pipeline("token-classification", model=folder, aggregation_strategy="simple")'
                         '("George Washington went to Washington.")')
 
-    def resolve(self, spec, data, seed):
-        _, tags = tagged_split(data.train, data.train_split, data, "train")
+    def resolve(self, spec, data, seed, cache_dir=None):
+        _, tags = tagged_split(data.train, data.train_split, data, "train", cache_dir)
         names = sorted({tag for row in tags for tag in row})
         return replace(spec, label_names=tuple(names), metrics=("f1", "precision", "recall", "accuracy"), main_metric="f1",
                        dev_splits=("validation",))
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
-             stride, split_by_article, data=None):
-        sentences, tags = tagged_split(data.train, data.train_split, data, "train")
+             stride, split_by_article, data=None, cache_dir=None):
+        sentences, tags = tagged_split(data.train, data.train_split, data, "train", cache_dir)
         if data.validation:
-            dev_sentences, dev_tags = tagged_split(data.validation, data.validation_split, data, "validation")
+            dev_sentences, dev_tags = tagged_split(data.validation, data.validation_split, data, "validation", cache_dir)
         else:  # a seeded share of the training sentences
             order = np.random.default_rng(seed).permutation(len(sentences))
             held = set(order[: int(round(data.validation_fraction * len(sentences)))].tolist())
@@ -78,7 +78,7 @@ class TokenClassification(TaskKind):
         index = {name: i for i, name in enumerate(task.label_names)}
         scored = {"validation": (dev_sentences, dev_tags)}
         if data.test:
-            scored["test"] = tagged_split(data.test, data.test_split, data, "test")
+            scored["test"] = tagged_split(data.test, data.test_split, data, "test", cache_dir)
         for split, (_, split_tags) in scored.items():
             check_seen([tag for row in split_tags for tag in row], task.label_names, f"data.{split}", "tag")
         train = None
