@@ -193,15 +193,17 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
     path = args.out / "tasks.json"
-    entries = json.loads(path.read_text()) if path.is_file() else {}
     machine = f"{platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}"
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     for part in PARTS if args.part == "all" else [args.part]:
         with tempfile.TemporaryDirectory() as scratch:
-            entries[part] = {**PARTS[part][0](args.data, Path(scratch)), "machine": machine, "commit": commit,
-                             "command": f"python bench/tasks.py --data DATA --part {part}"}
+            entry = {**PARTS[part][0](args.data, Path(scratch)), "machine": machine, "commit": commit,
+                     "command": f"python bench/tasks.py --data DATA --part {part}"}
         args.out.mkdir(parents=True, exist_ok=True)
+        entries = json.loads(path.read_text()) if path.is_file() else {}  # read now: parts may run side by side
+        entries[part] = entry
         path.write_text(json.dumps(entries, indent=1) + "\n")
+    entries = json.loads(path.read_text())
     sections = [f"## {PARTS[part][2]}\n\nCommand: `{entry['command']}` (commit {entry['commit']}; {entry['machine']})\n\n"
                 + PARTS[part][1](entry) for part, entry in entries.items()]
     (args.out / "tasks.md").write_text("# Your own data: token classification, the generic path, large files\n\n"

@@ -307,12 +307,17 @@ class RunConfig(Section):
         generic = self.task is not None and get_task(self.task).from_data
         if generic and self.data.train is None:
             raise ValueError(f"data.train: task {self.task} reads your own files: give data.train (a .csv, .tsv, .json, "
-                             ".jsonl or .parquet file; a CoNLL .txt for token-classification; or hub:<dataset id>)")
+                             ".jsonl or .parquet file; a CoNLL .txt for token-classification; a SQuAD-format .json for "
+                             "question-answering; or hub:<dataset id>)")
         if not generic and (self.data.train or self.data.validation or self.data.test):
-            raise ValueError("data.train, data.validation and data.test are for task: text-classification, text-regression or "
-                             f"token-classification on your own files; task {self.task} reads its own (data.dir)")
+            raise ValueError("data.train, data.validation and data.test are for task: text-classification, text-regression, "
+                             f"token-classification or question-answering on your own files; task {self.task} reads its "
+                             "own (data.dir)")
         if self.data.split_by_article is not None and not (self.task and get_task(self.task).question_answering):
             raise ValueError("data.split_by_article splits a SQuAD dev set: GLUE tasks have their own train and dev files, drop it")
+        if self.data.split_by_article is not None and generic:
+            raise ValueError("data.split_by_article is for the squad presets: on your own files, data.validation_fraction "
+                             "holds out that share of data.train's articles")
         if self.corpus is not None and self.eval.metric is not None:
             raise ValueError("eval.metric: a corpus run is measured by its held-out distillation loss: drop eval.metric")
         if self.corpus is not None:

@@ -262,3 +262,39 @@ def test_ptp_is_refused_on_squad(tmp_path, tiny_teacher, tiny_squad):
     with pytest.raises(BequestError, match="question-answering"):
         run_recipe(load_config(_recipe(tmp_path, tiny_teacher, tiny_squad, "squad", students)))
     assert not (tmp_path / "run").exists()
+
+
+def test_question_answering_on_own_squad_files_gives_the_presets_model_and_scores_a_test_file(tmp_path, tiny_teacher,
+                                                                                              tiny_squad):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    students = [{"name": "student", "layers": 2, "init": "lower", "train": TRAIN, "objectives": {"kd": {}}}]
+    (tmp_path / "preset").mkdir()
+    preset = run_recipe(load_config(_recipe(tmp_path / "preset", tiny_teacher, tiny_squad, "squad", students)))
+    (tmp_path / "generic").mkdir()
+    path = _recipe(tmp_path / "generic", tiny_teacher, tiny_squad, "question-answering", students)
+    recipe = yaml.safe_load(path.read_text())
+    recipe["data"] = {"train": str(tiny_squad / "dev-v1.1.json"), "validation_fraction": 0.34, "max_length": 64,
+                      "max_eval_examples": 15, "test": str(tiny_squad / "dev-v2.0.json")}
+    path.write_text(yaml.safe_dump(recipe))
+    generic = run_recipe(load_config(path))
+    weights = [load_file(str(tmp_path / route / "run" / "student" / "model.safetensors")) for route in ("preset", "generic")]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert generic["students"]["student"]["dev"] == preset["students"]["student"]["dev"]
+    assert set(generic["students"]["student"]["test"]) == {"exact_match", "f1"}  # scored once, as v1.1 (train has answers)
+    folder = tmp_path / "generic" / "run" / "student"
+    tokens = AutoTokenizer.from_pretrained(folder)("Which team won?", "The Broncos won the game.", return_tensors="pt")
+    output = AutoModelForQuestionAnswering.from_pretrained(folder)(**tokens)
+    assert output.start_logits.shape == output.end_logits.shape == tokens["input_ids"].shape
+    recipe["data"]["train"] = str(tiny_squad / "dev-v2.0.json")  # questions without answers: scored as SQuAD v2.0 is
+    path.write_text(yaml.safe_dump(recipe))
+    from bequest.workload import workload
+
+    task = workload(load_config(path)).task
+    assert task.unanswerable and "NoAns_f1" in task.metrics
+    recipe["data"]["train"] = str(tiny_squad / "dev-v1.1.jsonl")
+    path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(BequestError, match=r"data.train: .*dev-v1.1.jsonl is a .jsonl file: question-answering reads "
+                                           r"SQuAD-format .json files"):
+        workload(load_config(path))

@@ -80,6 +80,32 @@ def read_squad_json(path: Path) -> list[dict]:
     return rows
 
 
+SQUAD_COLUMNS = ("context", "question", "answers")
+
+
+def user_squad_rows(source: str, split: str, data, what: str, cache_dir: str | None = None) -> list[dict]:
+    """The questions of one split of the user's data: a SQuAD-format JSON file, or hub:<id> with SQuAD's columns
+    (context, question, answers {text, answer_start}; id and title when present)."""
+    from bequest.data.user_files import HUB, read_table
+
+    if source.startswith(HUB):
+        table = read_table(source, split, data.hub_config, what, cache_dir)
+        missing = [column for column in SQUAD_COLUMNS if column not in table.column_names]
+        if missing:
+            raise BequestError(f"data.{what} {source} has no column {missing[0]!r}; its columns are "
+                               f"{', '.join(table.column_names)}: question-answering reads SQuAD's columns "
+                               f"({', '.join(SQUAD_COLUMNS)})")
+        return [{"id": str(row.get("id", number)), "title": row.get("title") or str(number), **{c: row[c] for c in SQUAD_COLUMNS}}
+                for number, row in enumerate(table)]
+    path = Path(source).expanduser()
+    if path.suffix.lower() != ".json":
+        raise BequestError(f"data.{what}: {path} is a {path.suffix or 'suffix-less'} file: question-answering reads "
+                           "SQuAD-format .json files (data/paragraphs/qas) or hub:<dataset id>")
+    if not path.is_file():
+        raise BequestError(f"data.{what}: {path} not found: give the path of a SQuAD-format .json file or hub:<dataset id>")
+    return read_squad_json(path)
+
+
 def load_squad_split(task: TaskSpec, split: str, data_dir: str | Path | None) -> tuple[list[dict], str, str]:
     """The rows of a split, and where they came from with its hash (to record which data a run saw)."""
     if data_dir is not None:

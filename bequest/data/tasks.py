@@ -19,6 +19,7 @@ class TaskSpec:
     main_metric: str
     dev_splits: tuple[str, ...]
     kind_name: str = "classification"  # an entry of bequest.kinds.TASK_KINDS: data, head, losses, metrics
+    unanswerable: bool = False  # extractive QA with questions whose answer is not in the context (SQuAD v2.0)
 
     @property
     def from_data(self) -> bool:
@@ -65,10 +66,6 @@ class TaskSpec:
             maps["problem_type"] = "multi_label_classification"
         return maps
 
-    @property
-    def unanswerable(self) -> bool:
-        """SQuAD v2.0 has questions whose answer is not in the context."""
-        return self.name == "squad_v2"
 
 
 _BINARY = ("0", "1")
@@ -107,6 +104,8 @@ GENERIC_TASKS: dict[str, TaskSpec] = {
                                "regression"),
     "tokenclassification": TaskSpec("token-classification", "", "", (), ("f1",), "f1", ("validation",),
                                     "token_classification"),
+    "questionanswering": TaskSpec("question-answering", "", "", (), ("exact_match", "f1"), "f1", ("validation",),
+                                  "extractive_qa"),
 }
 
 
@@ -115,7 +114,7 @@ QA_TASKS: dict[str, TaskSpec] = {
     "squad": TaskSpec("squad", "squad", "rajpurkar/squad", (), ("exact_match", "f1"), "f1", ("dev",), "extractive_qa"),
     "squad_v2": TaskSpec("squad_v2", "squad", "rajpurkar/squad_v2", (),
                          ("exact_match", "f1", "HasAns_exact_match", "HasAns_f1", "NoAns_exact_match", "NoAns_f1"), "f1",
-                         ("dev",), "extractive_qa"),
+                         ("dev",), "extractive_qa", unanswerable=True),
 }
 _QA_ALIASES = {"squad": "squad", "squad1": "squad", "squadv1": "squad", "squadv11": "squad", "squad2": "squad_v2",
                "squadv2": "squad_v2", "squadv20": "squad_v2"}

@@ -38,6 +38,7 @@ class TaskKind:
     auto_class = AutoModelForSequenceClassification
     has_classes = True  # the head predicts classes (PTP builds its classes from them)
     pipeline_tag = "text-classification"  # the hub's name for what its models do
+    # a call of a plain transformers pipeline on the exported folder, for its model card (None: the kind has none)
     pipeline_example = 'pipeline("text-classification", model=folder)("a charming and affecting journey")'
 
     def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,

@@ -7,13 +7,24 @@ cross-entropy and KL apply and average the start and end losses as BERT's SQuAD 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
 from bequest.config import QAConfig
-from bequest.data.squad import load_squad_data
+from bequest.data.features import subsample
+from bequest.data.squad import (
+    encode_squad,
+    load_squad_data,
+    split_by_article,
+    user_squad_rows,
+)
+from bequest.data.tasks import QA_TASKS
+from bequest.data.user_files import HUB
 from bequest.eval.squad import best_answers, squad_metrics
+from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
 from bequest.models.outputs import PADDING_LOGIT
 
@@ -31,14 +42,38 @@ class ExtractiveQA(TaskKind):
     auto_class = AutoModelForQuestionAnswering
     has_classes = False
     pipeline_tag = "question-answering"
-    pipeline_example = ('pipeline("question-answering", model=folder)(question="Where did he go?", '
-                        'context="George Washington went to Washington.")')
+    pipeline_example = None  # transformers 5 has no question-answering pipeline: the card shows the model class
+
+    def resolve(self, spec, data, seed, cache_dir=None):
+        rows = user_squad_rows(data.train, data.train_split, data, "train", cache_dir)
+        unanswerable = any(not row["answers"]["text"] for row in rows)  # then scored as SQuAD v2.0 is
+        return replace(spec, metrics=QA_TASKS["squad_v2" if unanswerable else "squad"].metrics, unanswerable=unanswerable)
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
              stride, split_by_article, data=None, cache_dir=None):
+        if task.from_data:
+            return self._load_user_files(task, data, tokenizer, max_length, stride, seed, with_train, cache_dir)
         train, dev, hashes = load_squad_data(task, data_dir, tokenizer, max_length, stride, max_train_examples,
                                              max_eval_examples, split_by_article, seed, with_train)
         return TaskData(task=task, train=train, dev={"dev": dev}, file_hashes=hashes)
+
+    def _load_user_files(self, task, data, tokenizer, max_length, stride, seed, with_train, cache_dir):
+        """SQuAD-format files under the generic keys; without data.validation, a seeded share of train's articles."""
+        rows = {"train": user_squad_rows(data.train, data.train_split, data, "train", cache_dir)}
+        if data.validation:
+            rows["validation"] = user_squad_rows(data.validation, data.validation_split, data, "validation", cache_dir)
+        else:
+            rows["train"], rows["validation"] = split_by_article(rows["train"], data.validation_fraction, seed)
+        if data.test:
+            rows["test"] = user_squad_rows(data.test, data.test_split, data, "test", cache_dir)
+        limits = {"train": data.max_train_examples, "validation": data.max_eval_examples, "test": data.max_eval_examples}
+        encoded = {split: encode_squad(tokenizer, [part[i] for i in subsample(len(part), limits[split], seed)], max_length,
+                                       stride)
+                   for split, part in rows.items() if split != "train" or with_train}
+        hashes = {source: source if source.startswith(HUB) else sha256_file(source)
+                  for source in (data.train, data.validation, data.test) if source}
+        return TaskData(task=task, train=encoded.get("train"), dev={"validation": encoded["validation"]},
+                        file_hashes=hashes, test=encoded.get("test"))
 
     def metrics(self, task, data, logits, qa):
         qa = qa or QAConfig()  # the recipe's answer-reading defaults
