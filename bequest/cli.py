@@ -99,17 +99,24 @@ def list_() -> None:
 @user_errors
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="an exported model folder")],
-    task: Annotated[str, typer.Option(help="GLUE task (e.g. sst2), squad or squad_v2")],
+    task: Annotated[str | None, typer.Option(help="GLUE task (e.g. sst2), squad or squad_v2, or a task on your own files "
+                                                  "(default: the one the model was trained on)")] = None,
     data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the hub)")] = None,
+    split: Annotated[str, typer.Option(help="validation, or test (data.test of a task on your own files)")] = "validation",
+    recipe: Annotated[Path | None, typer.Option(help="a task on your own files: score on this recipe's data (default: "
+                                                     "the data recorded at export)")] = None,
     max_length: Annotated[int | None, typer.Option(min=8, help="default: the value the model was trained with, else 128")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="default: the value the model was scored with, else 32")] = None,
     output: Annotated[Path | None, typer.Option(help="where to write the scores (default: MODEL_DIR/eval_<task>.json)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing scores file")] = False,
 ) -> None:
-    """Score an exported model on a task's dev set(s); print and write the scores."""
+    """Score an exported model on a task's dev set(s), or on the validation or test split of your own data."""
     from bequest.commands.evaluate import evaluate_folder
 
-    evaluate_folder(model_dir, task, data_dir, max_length, batch_size, output, overwrite)
+    if split not in ("validation", "test"):
+        raise BequestError(f"--split {split}: use validation or test")
+    config = _recipe(recipe, None, {}) if recipe is not None else None
+    evaluate_folder(model_dir, task, data_dir, max_length, batch_size, output, overwrite, split, config)
 
 
 @app.command()

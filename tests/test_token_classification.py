@@ -88,6 +88,10 @@ def test_a_conll_run_distils_and_exports_a_tagger_that_a_plain_pipeline_runs(tmp
     entities = pipeline("token-classification", model=str(folder), aggregation_strategy="simple")("EU rejects German call")
     assert isinstance(entities, list)
     assert set(results["teacher"]["dev"]) == set(row["dev"])
+    assert 'aggregation_strategy="simple"' in (folder / "README.md").read_text()
+    from bequest.commands.evaluate import evaluate_folder
+
+    assert evaluate_folder(folder, None, None, None, None, tmp_path / "again.json", False) == row["dev"]
 
 
 def test_ptp_on_token_classification_is_refused_in_one_line(tmp_path, tiny_teacher, tiny_glue, shared_data):

@@ -153,6 +153,16 @@ def test_a_test_file_is_scored_once_at_the_end_and_eval_metric_picks_the_main_sc
     assert "| metric | dev | test |" in (tmp_path / "run" / "student" / "README.md").read_text()
     history = json.loads((tmp_path / "run" / "logs" / "student.json").read_text())
     assert all("f1_macro_test" not in row and "test" not in row for row in history)  # never scored while training
+    # re-scored from the data its record names, from another folder: the same scores on both splits
+    for split, key in (("test", "test"), ("validation", "dev")):
+        done = cli.run(["evaluate", folder, "--split", split], tmp_path / "cache")
+        assert done.returncode == 0, done.stderr
+        stem = "eval_text-classification" + ("_test" if split == "test" else "")
+        assert json.loads((Path(folder) / f"{stem}.json").read_text())[key] == results["students"]["student"][key]
+    other = tmp_path / "other.yaml"
+    other.write_text(recipe.read_text().replace(str(sst2 / "train.tsv"), str(tiny_glue / "CoLA" / "train.tsv")))
+    refused = cli.run(["evaluate", folder, "--recipe", str(other), "--output", str(tmp_path / "other.json")], tmp_path)
+    assert refused.returncode != 0 and "has no column 'sentence'" in refused.stderr
 
 
 def test_an_eval_metric_the_task_does_not_have_is_one_line(tmp_path, tiny_teacher, tiny_glue):

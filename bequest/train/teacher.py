@@ -150,8 +150,16 @@ def prepare_teacher(config: RunConfig, data: TaskData, tokenizer, accelerator: A
 def scoring_settings(config: RunConfig) -> dict:
     """How a task model was scored (max length, batch, dev subsample; SQuAD: answer reading and split), so
     `bequest evaluate` can score it again exactly."""
-    return {"max_length": config.data.max_length, "eval_batch_size": config.eval.batch_size,
-            "max_eval_examples": config.data.max_eval_examples, **get_task(config.task).kind.scoring_settings(config)}
+    task = get_task(config.task)
+    settings = {"max_length": config.data.max_length, "eval_batch_size": config.eval.batch_size,
+                "max_eval_examples": config.data.max_eval_examples, **task.kind.scoring_settings(config)}
+    if task.from_data:  # the user's files, by absolute path: `bequest evaluate` reads them again from anywhere
+        data = config.data.model_dump(mode="json")
+        for key in ("train", "validation", "test"):
+            if data[key] and not data[key].startswith("hub:"):
+                data[key] = str(Path(data[key]).expanduser().resolve())
+        settings.update(data=data, seed=config.seed)
+    return settings
 
 
 def teacher_logits(config: RunConfig, teacher: nn.Module, data: Encoded, pad_token_id: int) -> torch.Tensor:
