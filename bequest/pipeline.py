@@ -114,11 +114,11 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     accelerator = make_accelerator(config.runtime, config.run_dir / "trackers")
     inputs = check_inputs(config, accelerator)
     run = inputs.run
-    for line in run.workload.notes():
-        console.print(line)
     prepare_run_dir(config.run_dir, dump_config(config), [s.name for s in config.students], run.workload.file_hashes,
                     resume, overwrite, accelerator)
     main = accelerator.is_main_process  # under DDP (accelerate launch) the only process that writes
+    for line in run.workload.notes() if main else []:  # once the run directory is accepted: no refusal can follow
+        console.print(line)
     if main and not resume:
         write_text(run.dir / RECIPE_FILE, dump_config(config))
     accelerator.init_trackers(config.name)  # no-op without runtime.trackers
