@@ -50,6 +50,15 @@ def read_table(source: str, split: str, hub_config: str | None, what: str, cache
     return table
 
 
+def source_hashes(data) -> dict[str, str]:
+    """The sha256 of each local file the data section names; a hub dataset is named by its id (its own fingerprint
+    is not known before loading)."""
+    from bequest.io import sha256_file
+
+    return {source: source if source.startswith(HUB) else sha256_file(source)
+            for source in (data.train, data.validation, data.test) if source}
+
+
 def check_columns(table, columns: dict[str, str | None], where: str) -> None:
     found = table.column_names
     for key, name in columns.items():

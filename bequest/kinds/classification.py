@@ -7,16 +7,11 @@ import torch.nn.functional as F
 
 from bequest.data.features import Encoded, encode, subsample
 from bequest.data.glue import glue_split_path, load_glue_split
-from bequest.data.user_files import HUB, encode_table, user_task
+from bequest.data.user_files import encode_table, source_hashes, user_task
 from bequest.errors import BequestError
 from bequest.eval.metrics import compute_metrics
 from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
-
-
-def _source_hash(source: str) -> str:
-    """A local file's sha256; a hub dataset is named by its id (its own fingerprint is not known before loading)."""
-    return source if source.startswith(HUB) else sha256_file(source)
 
 
 def _encode_split(dataset, tokenizer, max_length: int, keep: list[int] | None = None) -> Encoded:
@@ -59,7 +54,7 @@ class Classification(TaskKind):
 
     def _load_user_files(self, task, data, tokenizer, seed, with_train, cache_dir):
         _, tables = user_task(task, data, seed, cache_dir)
-        hashes = {source: _source_hash(source) for source in (data.train, data.validation, data.test) if source}
+        hashes = source_hashes(data)
         train = None
         if with_train:
             train = encode_table(tables["train"], data, task, tokenizer, subsample(len(tables["train"]), data.max_train_examples, seed))

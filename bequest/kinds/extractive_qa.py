@@ -22,9 +22,8 @@ from bequest.data.squad import (
     user_squad_rows,
 )
 from bequest.data.tasks import QA_TASKS
-from bequest.data.user_files import HUB
+from bequest.data.user_files import source_hashes
 from bequest.eval.squad import best_answers, squad_metrics
-from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
 from bequest.models.outputs import PADDING_LOGIT
 
@@ -70,8 +69,7 @@ class ExtractiveQA(TaskKind):
         encoded = {split: encode_squad(tokenizer, [part[i] for i in subsample(len(part), limits[split], seed)], max_length,
                                        stride)
                    for split, part in rows.items() if split != "train" or with_train}
-        hashes = {source: source if source.startswith(HUB) else sha256_file(source)
-                  for source in (data.train, data.validation, data.test) if source}
+        hashes = source_hashes(data)
         return TaskData(task=task, train=encoded.get("train"), dev={"validation": encoded["validation"]},
                         file_hashes=hashes, test=encoded.get("test"))
 

@@ -17,9 +17,8 @@ from transformers import AutoModelForTokenClassification
 
 from bequest.data.conll import tagged_split
 from bequest.data.features import Encoded, subsample
-from bequest.data.user_files import HUB, check_seen
+from bequest.data.user_files import check_seen, source_hashes
 from bequest.errors import BequestError
-from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
 
 IGNORED = -100  # a position no loss or metric reads
@@ -91,8 +90,7 @@ class TokenClassification(TaskKind):
             keep = subsample(len(split_sentences), max_eval_examples, seed)
             encoded[split] = encode_words(tokenizer, [split_sentences[i] for i in keep], [split_tags[i] for i in keep],
                                           index, max_length, False)
-        hashes = {source: source if source.startswith(HUB) else sha256_file(source)
-                  for source in (data.train, data.validation, data.test) if source}
+        hashes = source_hashes(data)
         return TaskData(task=task, train=train, dev={"validation": encoded["validation"]}, file_hashes=hashes,
                         test=encoded.get("test"))
 
