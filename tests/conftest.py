@@ -8,6 +8,16 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps mixed precision per process: a test that asked for bf16 would otherwise
+    leave it to every plain `Accelerator(cpu=True)` after it (bequest's own runs reset it)."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real public data folder (see SOURCES.md there): $BEQUEST_TEST_DATA, else ../shared/data."""

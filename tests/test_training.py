@@ -229,22 +229,26 @@ def _no_dropout_model():
     return AutoModelForSequenceClassification.from_config(config)
 
 
-def test_gradient_accumulation_takes_the_same_steps_with_the_same_gradients(tmp_path):
+def test_gradient_accumulation_takes_the_same_steps_with_the_same_gradients(tmp_path, monkeypatch):
     """Micro-batches of a batch, each padded to its own longest example, add up to the batch's gradient:
-    the same optimiser steps, the same logged losses and (up to float rounding) the same weights."""
+    the same optimiser steps, the same logged losses and (up to float rounding) the same weights.
+    Plain SGD stands in for AdamW here: Adam divides by the gradient's own size, so a parameter whose
+    gradient is rounding noise moves a whole learning rate either way and hides what is compared."""
+    monkeypatch.setattr(loop, "_optimizer", lambda model, cfg, device: torch.optim.SGD(model.parameters(), lr=cfg.learning_rate))
     runs = {}
     for steps in (1, 3):
         model = _no_dropout_model()
-        cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, checkpoint_every=100, log_every=2,
+        cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=0.5, checkpoint_every=100, log_every=2,
                           gradient_accumulation_steps=steps)
         runs[steps] = (_train(model, tmp_path / str(steps), cfg), _weights(model))
     (whole, whole_weights), (parts, part_weights) = runs[1], runs[3]
     assert [row["step"] for row in parts["curve"]] == [row["step"] for row in whole["curve"]]
     for a, b in zip(whole["curve"] + whole["evaluations"], parts["curve"] + parts["evaluations"]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)  # fp32 sums in another order
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)  # fp32 sums in another order
+    start = _weights(_no_dropout_model())
+    moved = max((whole_weights[k] - start[k]).abs().max().item() for k in whole_weights)
     worst = max((whole_weights[k] - part_weights[k]).abs().max().item() for k in whole_weights)
-    assert worst < 1e-4, worst
-    assert not torch.equal(whole_weights["classifier.weight"], _weights(_no_dropout_model())["classifier.weight"])
+    assert moved > 1e-2 and worst < 1e-5, (moved, worst)
 
 
 def test_a_callback_runs_once_per_optimiser_step_however_many_micro_batches(tmp_path):
