@@ -33,12 +33,7 @@ def test_a_jsonl_of_label_lists_distils_a_sigmoid_student_a_plain_pipeline_score
     from sklearn.metrics import f1_score
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-    rows = _label_sets(tiny_glue)
-    train, dev = rows[:120], rows[120:]
-    for name, part in (("train", train), ("dev", dev)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "tags": s}) + "\n" for t, s in part))
-    data = {"train": str(tmp_path / "train.jsonl"), "validation": str(tmp_path / "dev.jsonl"), "label_column": "tags",
-            "max_length": 32}
+    dev, data = _write_label_sets(tmp_path, tiny_glue)
     result = cli.run(["run", str(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data))],
                      tmp_path)
     assert result.returncode == 0, result.stderr
@@ -66,6 +61,77 @@ def test_a_jsonl_of_label_lists_distils_a_sigmoid_student_a_plain_pipeline_score
     assert by_name["long"] == pytest.approx(torch.sigmoid(logits[0, 0]).item(), abs=1e-5)  # a sigmoid, not a softmax
     assert sum(by_name.values()) != pytest.approx(1.0, abs=1e-3)
     assert "top_k=None" in (folder / "README.md").read_text()
+
+
+def _write_label_sets(folder, glue):
+    rows = _label_sets(glue)
+    for name, part in (("train", rows[:120]), ("dev", rows[120:])):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps({"text": t, "tags": s}) + "\n" for t, s in part))
+    return rows[120:], {"train": str(folder / "train.jsonl"), "validation": str(folder / "dev.jsonl"),
+                        "label_column": "tags", "max_length": 32}
+
+
+def _exported_f1_micro(folder, dev) -> float:
+    """The export scored by transformers alone: a sigmoid per label, over 0.5."""
+    from sklearn.metrics import f1_score
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    with torch.no_grad():
+        logits = model(**AutoTokenizer.from_pretrained(folder)([t for t, _ in dev], padding=True, truncation=True,
+                                                                max_length=32, return_tensors="pt")).logits
+    gold = np.array([[name in labels for name in names] for _, labels in dev])
+    return f1_score(gold, (torch.sigmoid(logits) > 0.5).numpy(), average="micro", zero_division=0)
+
+
+def test_every_initialisation_method_distils_a_multi_label_student(tmp_path, tiny_teacher, tiny_glue, cli):
+    from test_architectures import EVERY_METHOD
+
+    dev, data = _write_label_sets(tmp_path, tiny_glue)
+    students = [{**s, "train": {**s["train"], "epochs": 2}} if "wid" in s else s for s in EVERY_METHOD]  # 16 WID updates
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data, students=students)
+    result = cli.run(["run", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    for student in EVERY_METHOD:
+        folder = tmp_path / "run" / student["name"]
+        config = json.loads((folder / "config.json").read_text())
+        assert config["problem_type"] == "multi_label_classification", student["name"]
+        assert config["id2label"] == {"0": "long", "1": "negative", "2": "positive"}, student["name"]
+        reported = results["students"][student["name"]]["dev"]["f1_micro"]
+        assert _exported_f1_micro(folder, dev) == pytest.approx(reported, abs=1e-6), student["name"]
+    assert results["students"]["etd"]["hidden_size"] == results["students"]["wid"]["hidden_size"] == 16
+
+
+def test_a_killed_multi_label_wid_run_merges_with_the_runs_classes(tmp_path, tiny_teacher, tiny_glue, monkeypatch):
+    from transformers import AutoConfig
+    from typer.testing import CliRunner
+
+    import bequest.train.loop as loop
+    from bequest.cli import app
+    from bequest.pipeline import run_recipe
+
+    dev, data = _write_label_sets(tmp_path, tiny_glue)
+    student = {"name": "wid", "layers": 2, "init": "lower", "wid": {"hidden_size": 16, "w_step": 1},
+               "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 5}}
+    real_save = loop._save_checkpoint
+
+    def save_then_die(directory, *args):
+        real_save(directory, *args)
+        if "checkpoints/wid" in str(directory):  # the student's first, not the teacher's
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_die)
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="text-classification", data=data, students=[student])
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(load_config(recipe))
+    merged = CliRunner().invoke(app, ["merge", str(tmp_path / "run"), "--output", str(tmp_path / "merged")])
+    assert merged.exit_code == 0, merged.output
+    config = AutoConfig.from_pretrained(tmp_path / "merged")
+    assert config.problem_type == "multi_label_classification" and config.num_labels == 3
+    assert config.id2label == {0: "long", 1: "negative", 2: "positive"}
+    assert 0.0 <= _exported_f1_micro(tmp_path / "merged", dev) <= 1.0  # it loads and runs as a plain model
 
 
 def test_a_separator_in_a_csv_makes_the_same_task_as_lists(tmp_path, tiny_teacher, tiny_glue):

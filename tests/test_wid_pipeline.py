@@ -74,12 +74,14 @@ def test_a_wid_run_killed_mid_schedule_resumes_to_the_same_student(task_run, tin
     assert (tmp_path / "run" / log).read_text() == (folder / "run" / log).read_text()
 
 
-@pytest.mark.parametrize("wid, message", [
-    ({"hidden_size": 20, "strategy": "head"}, "multiple of 16"),
-    ({"hidden_size": 16, "w_step": 2}, "after 16 mask updates of wid.w_step=2 steps (32 steps), but the student trains for 20"),
+@pytest.mark.parametrize("wid, epochs, message", [
+    ({"hidden_size": 20, "strategy": "head"}, 2, "multiple of 16"),
+    ({"hidden_size": 16, "w_step": 2}, 2, "after 16 mask updates of wid.w_step=2 steps (32 steps), but the student trains "
+                                          "for 20: set wid.w_step to at most 1, or train longer"),
+    ({"hidden_size": 16, "w_step": 1}, 1, "but the student trains for 10: train for at least 16 steps"),
 ])
-def test_wid_errors_are_refused_before_anything_is_written(tiny_teacher, tiny_glue, tmp_path, wid, message):
-    student = {**STUDENT, "wid": wid}
+def test_wid_errors_are_refused_before_anything_is_written(tiny_teacher, tiny_glue, tmp_path, wid, epochs, message):
+    student = {**STUDENT, "wid": wid, "train": {**STUDENT["train"], "epochs": epochs}}
     with pytest.raises(BequestError, match=re.escape(message)):
         run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[student])))
     assert not (tmp_path / "run").exists()

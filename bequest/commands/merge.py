@@ -11,7 +11,6 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from bequest.config import load_config as load_recipe
-from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.init.wid import Compacting
 from bequest.io import building_dir, tensor_bytes, write_json
@@ -22,6 +21,7 @@ from bequest.models.loading import (
     task_model_class,
 )
 from bequest.run_dir import RECIPE_FILE, check_checkpoint, is_run_dir, latest_checkpoint
+from bequest.workload import workload
 
 
 def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrite: bool) -> None:
@@ -42,7 +42,8 @@ def merge_wid_checkpoint(run_dir: Path, name: str | None, output: Path, overwrit
         raise BequestError(f"{output} already exists: choose another --output, or pass --overwrite to replace it")
     shape = copy.deepcopy(load_config(config.teacher.model))
     shape.num_hidden_layers = student.layers
-    task = get_task(config.task) if config.task else None
+    # the task as the run resolved it: a task on the user's files takes its classes from them
+    task = workload(config).task if config.task else None
     if task:
         shape.update({"num_labels": task.num_labels, **task.label_maps()})
     model = (task_model_class(task) if task else AutoModel).from_config(shape)

@@ -351,8 +351,10 @@ class WeightInherited(Initialiser):
             steps += stage.train.max_steps or stage.train.epochs * math.ceil(size / stage.train.batch_size)
         needed = UPDATES * spec.w_step
         if steps < needed:
+            fix = (f"set wid.w_step to at most {steps // UPDATES}, or train longer" if steps >= UPDATES else
+                   f"train for at least {UPDATES} steps (more epochs, a smaller batch_size or max_steps)")
             return (f"WID reaches its target shape after 16 mask updates of wid.w_step={spec.w_step} steps ({needed} steps), "
-                    f"but the student trains for {steps}: set wid.w_step to at most {steps // UPDATES}, or train longer")
+                    f"but the student trains for {steps}: {fix}")
         return None
 
     def build(self, spec, ctx, start):
