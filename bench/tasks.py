@@ -106,6 +106,7 @@ def sst2(data: Path, scratch: Path) -> dict:
         results = run_recipe(config)
         rows.append({"route": route, "teacher_accuracy": results["teacher"]["dev"]["accuracy"],
                      "student_accuracy": results["students"]["student"]["dev"]["accuracy"],
+                     "teacher_cache_hit": results["teacher"]["cache_hit"],
                      "minutes": round((time.perf_counter() - started) / 60, 1)})
     from safetensors.torch import load_file
 
@@ -115,9 +116,12 @@ def sst2(data: Path, scratch: Path) -> dict:
 
 
 def sst2_table(entry: dict) -> str:
-    lines = ["| route | teacher dev accuracy | student dev accuracy | minutes |", "|---|---|---|---|"]
-    lines += [f"| {r['route']} | {r['teacher_accuracy']:.4f} | {r['student_accuracy']:.4f} | {r['minutes']} |" for r in entry["rows"]]
-    return "\n".join(lines) + f"\n\nStudent weights bit-identical between the two routes: {entry['identical_student_weights']}."
+    lines = ["| route | teacher dev accuracy | student dev accuracy | teacher from the cache | minutes |", "|---|---|---|---|---|"]
+    lines += [f"| {r['route']} | {r['teacher_accuracy']:.4f} | {r['student_accuracy']:.4f} | {'yes' if r['teacher_cache_hit'] else 'no'} "
+              f"| {r['minutes']} |" for r in entry["rows"]]
+    return "\n".join(lines) + (
+        "\n\nThe routes share a cache directory; the column says whether a route's teacher came from it. "
+        f"Student weights bit-identical between the two routes: {entry['identical_student_weights']}.")
 
 
 MEMORY_PROBE = """
@@ -203,10 +207,15 @@ def main(argv=None) -> None:
         entries = json.loads(path.read_text()) if path.is_file() else {}  # read now: parts may run side by side
         entries[part] = entry
         path.write_text(json.dumps(entries, indent=1) + "\n")
-    entries = json.loads(path.read_text())
+    write_report(args.out)
+
+
+def write_report(out: Path) -> None:
+    """tasks.md from every part's entry in tasks.json."""
+    entries = json.loads((out / "tasks.json").read_text())
     sections = [f"## {PARTS[part][2]}\n\nCommand: `{entry['command']}` (commit {entry['commit']}; {entry['machine']})\n\n"
                 + PARTS[part][1](entry) for part, entry in entries.items()]
-    (args.out / "tasks.md").write_text("# Your own data: token classification, the generic path, large files\n\n"
+    (out / "tasks.md").write_text("# Your own data: token classification, the generic path, large files\n\n"
                                        + "\n\n".join(sections) + "\n")
 
 
