@@ -209,10 +209,28 @@ class DataConfig(Section):
                                    "its first (scored on first sub-words either way)")
     num_proc: int | None = Field(None, ge=1, description="processes that tokenise your own files (datasets.map); "
                                  "the result is cached by fingerprint, so a second run reads it back")
+    validation_columns: list[str | int] = Field(
+        ["sentence1", "sentence2", "score"], min_length=3, max_length=3,
+        description="sentence-embedding: the validation pair file's first text, second text and gold score columns "
+        "(integers: positions in a header-less file)")
+    test_columns: list[str | int] | None = Field(
+        None, min_length=3, max_length=3, description="sentence-embedding: the same for data.test (default: validation_columns)")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")
     test_split: str = Field("test", description="hub:<id> data: the split data.test reads")
+
+
+class EmbeddingConfig(Section):
+    """sentence-embedding: how the teacher's token vectors become a sentence embedding, and what the student keeps."""
+
+    pooling: Literal["mean", "cls", "max"] | None = Field(
+        None, description="a plain encoder teacher's pooling (default mean); a sentence-transformers teacher's own is read "
+        "from its folder")
+    normalize: bool | None = Field(None, description="a plain encoder teacher: L2-normalise the embeddings (default "
+                                   "false); a sentence-transformers teacher's Normalize module is read from its folder")
+    match_teacher_dim: bool = Field(True, description="a student narrower than the teacher keeps its learned projection "
+                                    "to the teacher's width as a Dense module (teacher-compatible vectors); false drops it")
 
 
 class QAConfig(Section):
@@ -285,6 +303,7 @@ class RunConfig(Section):
     cache_dir: str | None = Field(None, description="fine-tuned teachers and teacher logits; default ~/.cache/bequest")
     data: DataConfig = Field(DataConfig(), description="where the task's data is and how much of it is used")
     qa: QAConfig = Field(QAConfig(), description="extractive QA windows and answers (SQuAD only)")
+    embedding: EmbeddingConfig = Field(EmbeddingConfig(), description="sentence-embedding: pooling, normalisation, projection")
     teacher: TeacherConfig = Field(TeacherConfig(), description="the teacher model and its fine-tuning")
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1, description="one or more students, each exported to <run dir>/<name>")
     eval: EvalConfig = Field(EvalConfig(), description="evaluation and latency measurement")
@@ -320,7 +339,15 @@ class RunConfig(Section):
                              "holds out that share of data.train's articles")
         if self.corpus is not None and self.eval.metric is not None:
             raise ValueError("eval.metric: a corpus run is measured by its held-out distillation loss: drop eval.metric")
-        if self.corpus is not None:
+        if self.task is not None:  # a student that names no objectives gets its task kind's default (kd, embedding_mse)
+            defaults = get_task(self.task).kind.default_objectives
+            for student in self.students:
+                if "objectives" not in student.model_fields_set and student.stages is None:
+                    student.objectives = ObjectivesConfig(**defaults)
+        unlabelled = "a corpus" if self.corpus is not None else None
+        if self.task is not None and not get_task(self.task).kind.labelled:
+            unlabelled = f"{get_task(self.task).name} (no labels)"
+        if unlabelled:
             objectives = registry("objectives")
             for number, student in enumerate(self.students):
                 for stage in student.all_stages():
@@ -328,7 +355,7 @@ class RunConfig(Section):
                     if needs_labels:
                         usable = [entry.name for entry in objectives if not entry.implementation.needs_labels]
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
-                                         f"on a corpus use {', '.join(usable[:-1])} or {usable[-1]}")
+                                         f"on {unlabelled} use {', '.join(usable[:-1])} or {usable[-1]}")
         return self
 
     @model_validator(mode="after")

@@ -126,8 +126,8 @@ def distil_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher
 def export_student(run: Run, model: nn.Module, record: dict, history: list[dict], folder: Path) -> None:
     """Write the student's model folder (scored as written, not in memory) and drop its checkpoints."""
     with building_dir(folder, tensor_bytes(model)) as tmp:
+        run.tokenizer.save_pretrained(tmp)  # first: a sentence-transformers folder is written beside its tokenizer
         model.save_pretrained(tmp)
-        run.tokenizer.save_pretrained(tmp)
         record.update(run.workload.exported_scores(tmp, run.accelerator.device, history))
         write_model_card(tmp, record)
         write_record(tmp, record)

@@ -46,7 +46,8 @@ class TaskWorkload:
         self.file_hashes: dict[str, str] = {}
 
     def load_teacher(self) -> tuple[nn.Module, bool]:
-        return load_teacher(self.config, self.task)
+        model, has_head = load_teacher(self.config, self.task)
+        return model, has_head or not self.task.kind.trains_teacher
 
     def load_data(self, tokenizer) -> None:
         data = self.config.data

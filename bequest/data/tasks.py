@@ -106,6 +106,8 @@ GENERIC_TASKS: dict[str, TaskSpec] = {
                                     "token_classification"),
     "questionanswering": TaskSpec("question-answering", "", "", (), ("exact_match", "f1"), "f1", ("validation",),
                                   "extractive_qa"),
+    "sentenceembedding": TaskSpec("sentence-embedding", "", "", (), ("spearman", "pearson"), "spearman", ("validation",),
+                                  "sentence_embedding"),
 }
 
 

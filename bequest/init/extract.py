@@ -167,4 +167,6 @@ def extract(teacher: nn.Module, selection: Selection) -> nn.Module:
             tensor = tensor * (head_size(student.config) / head_size(config)) ** 0.5  # same q.k/sqrt(d) as the teacher's
         sliced[name] = tensor.clone()
     student.load_state_dict(sliced, strict=False)
+    if hasattr(student, "narrowed"):  # a model whose outputs live in the teacher's space (a sentence embedding)
+        student.narrowed(selection.hidden, config.hidden_size)
     return student

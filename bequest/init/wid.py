@@ -328,7 +328,10 @@ def merge_error(wrapped: Compacting, merged: nn.Module, data, batch_size: int, p
     inputs = {k: v.to(device) for k, v in inputs.items()}
     before, after = wrapped.eval()(**inputs), merged.eval()(**inputs)
     if output_logits(before) is not None:
-        return (output_logits(before).float() - output_logits(after).float()).abs().max().item()
+        before, after = output_logits(before).float(), output_logits(after).float()
+        if before.shape != after.shape:  # a sentence embedding narrowed with the model: its kept dimensions
+            before = before[..., wrapped.kept_hidden]
+        return (before - after).abs().max().item()
     return (before.last_hidden_state[..., wrapped.kept_hidden].float() - after.last_hidden_state.float()).abs().max().item()
 
 

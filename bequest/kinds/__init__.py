@@ -6,3 +6,4 @@ from bequest.kinds.classification import CLASSIFICATION, REGRESSION  # noqa: F40
 from bequest.kinds.extractive_qa import EXTRACTIVE_QA  # noqa: F401
 from bequest.kinds.token_classification import TOKEN_CLASSIFICATION  # noqa: F401
 from bequest.kinds.multi_label import MULTI_LABEL  # noqa: F401
+from bequest.kinds.sentence_embedding import SENTENCE_EMBEDDING  # noqa: F401

@@ -37,6 +37,10 @@ class TaskKind:
 
     auto_class = AutoModelForSequenceClassification
     has_classes = True  # the head predicts classes (PTP builds its classes from them)
+    labelled = True  # its data has labels (objectives that read them, kd and task, work)
+    embeds = False  # its models give sentence embeddings (the embedding objectives compare them)
+    trains_teacher = True  # a teacher without this kind's head is fine-tuned on the task first
+    default_objectives = {"kd": {}}  # a student's loss when its recipe names none
     pipeline_tag = "text-classification"  # the hub's name for what its models do
     # a call of a plain transformers pipeline on the exported folder, for its model card (None: the kind has none)
     pipeline_example = 'pipeline("text-classification", model=folder)("a charming and affecting journey")'
@@ -47,6 +51,10 @@ class TaskKind:
         """Read the training split (optional) and every dev split of `task`, tokenised; record the files' hashes.
         `data` is the recipe's data section, for a task on the user's own files (read into `cache_dir`)."""
         raise NotImplementedError
+
+    def teacher_options(self, config) -> dict:
+        """What loading the teacher takes from the recipe besides its head (refusing settings the kind cannot honour)."""
+        return {}
 
     def resolve(self, spec, data, seed: int, cache_dir: str | None = None):
         """A task on the user's own files (`spec.from_data`), its classes read from `data` (the recipe's data section)."""

@@ -154,13 +154,14 @@ def load_pretrained(auto_class, name: str, **kwargs):
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise BequestError(f"cannot read the weights of '{name}' ({str(error).splitlines()[0]}): the file is damaged "
                            "or incomplete; copy or download it again") from None
-    mismatched = [(key, tuple(saved), tuple(wanted)) for key, saved, wanted in info["mismatched_keys"] if not _is_head(key, model)]
+    encoder = getattr(model, "auto_model", model)  # a sentence-embedding model reports its encoder's keys
+    mismatched = [(key, tuple(saved), tuple(wanted)) for key, saved, wanted in info["mismatched_keys"] if not _is_head(key, encoder)]
     if mismatched:
         key, saved, wanted = sorted(mismatched)[0]
         more = f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else ""
         raise BequestError(f"the weights of '{name}' do not fit its config.json: {key} is {list(saved)} in the weights "
                            f"but the config makes it {list(wanted)}{more}: fix config.json to match the weights")
-    missing = sorted(key for key in info["missing_keys"] if not _is_head(key, model))
+    missing = sorted(key for key in info["missing_keys"] if not _is_head(key, encoder))
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise BequestError(f"the weights of '{name}' lack {missing[0]}{more}: the checkpoint is incomplete or of "

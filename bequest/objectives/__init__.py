@@ -8,3 +8,4 @@ from bequest.objectives import attention  # noqa: F401  (attention_mse, attentio
 from bequest.objectives import pkd  # noqa: F401
 from bequest.objectives import mlm  # noqa: F401
 from bequest.objectives import ptp  # noqa: F401
+from bequest.objectives import embedding  # noqa: F401  (embedding_mse, embedding_cosine, embedding_similarity)

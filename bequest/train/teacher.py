@@ -53,7 +53,7 @@ def _key(*parts) -> str:
 def load_teacher(config: RunConfig, task) -> tuple[nn.Module, bool]:
     """The teacher as a classifier for `task`, and whether its task head came from the checkpoint."""
     torch.manual_seed(config.seed)  # a freshly created task head starts the same every time
-    return load_task_model(config.teacher.model, task, **task.label_maps())
+    return load_task_model(config.teacher.model, task, **task.label_maps(), **task.kind.teacher_options(config))
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
