@@ -58,16 +58,16 @@ def write_model_card(folder: Path, record: dict) -> None:
         origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
     else:
         origin = "distilled on raw text"
-    front = yaml.safe_dump({"library_name": "transformers", "pipeline_tag": pipeline,
+    front = yaml.safe_dump({"library_name": record.get("library_name", "transformers"), "pipeline_tag": pipeline,
                             "tags": ["bequest", "distillation", *tags]}, sort_keys=False)
     rescore = f"\nRe-score it: `bequest evaluate path/to/this/folder --task {task}`.\n" if task else ""
     example = ""
-    if record.get("pipeline_example"):  # what a plain transformers pipeline does with it
+    if record.get("pipeline_example"):  # what a plain transformers pipeline (or sentence-transformers) does with it
         example = f"""
-Or through a pipeline:
+Or:
 
 ```python
-from transformers import pipeline
+{record.get('example_import', 'from transformers import pipeline')}
 folder = "path/to/this/folder"
 print({record['pipeline_example']})
 ```

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bequest.config import DataConfig, QAConfig
 from bequest.data.tasks import get_task
+from bequest.data_config import DataConfig, QAConfig
 from bequest.errors import BequestError, warn
 from bequest.export import read_record
 from bequest.io import write_json

@@ -44,6 +44,13 @@ class TaskKind:
     pipeline_tag = "text-classification"  # the hub's name for what its models do
     # a call of a plain transformers pipeline on the exported folder, for its model card (None: the kind has none)
     pipeline_example = 'pipeline("text-classification", model=folder)("a charming and affecting journey")'
+    library_name = "transformers"  # the library the model card shows it used with (hub metadata)
+    example_import = "from transformers import pipeline"  # what the card's example needs
+
+    @property
+    def model_class(self) -> str:
+        """The transformers class the model card loads the export with."""
+        return self.auto_class.__name__
 
     def load(self, task, data_dir: str | None, tokenizer, max_length: int, max_train_examples: int | None, seed: int,
              with_train: bool, max_eval_examples: int | None, stride: int, split_by_article: float | None,

@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModelForQuestionAnswering
 
-from bequest.config import QAConfig
 from bequest.data.features import subsample
 from bequest.data.squad import (
     encode_squad,
@@ -23,6 +22,7 @@ from bequest.data.squad import (
 )
 from bequest.data.tasks import QA_TASKS
 from bequest.data.user_files import source_hashes
+from bequest.data_config import QAConfig
 from bequest.eval.squad import best_answers, squad_metrics
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind, kl
 from bequest.models.outputs import PADDING_LOGIT

@@ -55,6 +55,9 @@ class SentenceEmbedding(TaskKind):
     default_objectives = {"embedding_mse": {}}
     pipeline_tag = "sentence-similarity"
     pipeline_example = 'SentenceTransformer(folder).encode(["a charming and affecting journey"])'
+    library_name = "sentence-transformers"
+    example_import = "from sentence_transformers import SentenceTransformer"
+    model_class = "AutoModel"  # the top folder is a plain encoder too (token vectors, before pooling)
 
     def teacher_options(self, config) -> dict:
         if config.teacher.finetune.when == "always":
