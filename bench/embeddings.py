@@ -45,7 +45,7 @@ TARGET = "3-lower"  # the issue's target: >= 98% of the teacher's STS-B Spearman
 
 def run_seed(data: Path, seed: int, names: list[str], sentences: int, scratch: Path) -> dict:
     students = [{"name": name, **STUDENTS[name], "objectives": EMBEDDING,
-                 "train": {"epochs": 1, "batch_size": 32, "learning_rate": 1e-4}} for name in names]
+                 "train": {"epochs": 1, "batch_size": 32, "learning_rate": 5e-4}} for name in names]
     overrides = [("data.train", str(data / "wiki" / "enwiki_sample.txt")),
                  ("data.validation", str(data / "glue" / "STS-B" / "dev.tsv")),
                  ("data.test", str(data / "glue" / "STS-B" / "original-sts-test.tsv")), ("data.test_columns", [5, 6, 4]),
@@ -143,7 +143,7 @@ def write_report(out: Path) -> None:
     (out / "embeddings.md").write_text(
         "# Sentence embeddings: all-MiniLM-L6-v2 students\n\n"
         "Distilled with the embedding MSE on Wikipedia sentences (the sample cut into sentences, a seeded subset), "
-        "1 epoch, batch 32, lr 1e-4; scored by Spearman x 100 of cosine similarity against gold scores on STS-B dev "
+        "1 epoch, batch 32, lr 5e-4 (from a 3,000-sentence pilot on STS-B dev, 3 lower layers: lr 1e-4 gave 67.1, 5e-4 72.6, 1e-3 74.4, 2e-3 74.7); scored by Spearman x 100 of cosine similarity against gold scores on STS-B dev "
         "and the original STS test. Speed-up: a forward pass over a batch of 32 dev sentences on the CPU, alternating "
         "with the teacher.\n\n" + runs + "\n\n" + table(entries) + "\n\n" + means(entries) + "\n")
     plot(entries, out / "embeddings.png")
