@@ -278,3 +278,32 @@ def test_the_default_teacher_and_a_real_student_score_as_sentence_transformers_s
     student = tmp_path / "run" / "student"
     assert results["students"]["student"]["dev"]["spearman"] == pytest.approx(_st_spearman(student, rows, 7, 8, 9), abs=1e-3)
     assert results["teacher"]["dev"]["spearman"] > 80 and np.isfinite(results["students"]["student"]["dev"]["spearman"])
+
+
+def test_sentences_from_the_hub_and_sts_b_dev_by_default_from_data_dir_else_the_hub(tmp_path, tiny_teacher, tiny_glue,
+                                                                                   monkeypatch):
+    import datasets
+    from transformers import AutoTokenizer
+
+    calls, real = [], datasets.load_dataset
+
+    def fake_hub(path, name=None, split=None, **kwargs):
+        if path in ("csv", "json", "parquet"):  # a local file, read by its builder
+            return real(path, name, split=split, **kwargs)
+        calls.append((path, split))
+        if path == "sentence-transformers/stsb":
+            return datasets.Dataset.from_dict({"sentence1": ["a cat sat on the mat", "dogs run"],
+                                               "sentence2": ["a cat is sitting", "the sky is blue"], "score": [0.9, 0.1]})
+        return datasets.Dataset.from_dict({"text": [f"sentence number {i} is here" for i in range(10)]})
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_hub)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_teacher))
+    data = {"train": "hub:someone/sentences", "max_length": 32}
+    work = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="sentence-embedding", data=data)))
+    work.load_data(tokenizer)
+    assert calls == [("someone/sentences", "train"), ("sentence-transformers/stsb", "validation")]
+    assert len(work.train) == 10 and work.dev["validation"].labels == [0.9, 0.1, 0.9, 0.1]
+    local = workload(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="sentence-embedding",
+                                             data={**data, "dir": str(tiny_glue)})))
+    local.load_data(tokenizer)
+    assert len(local.dev["validation"]) == 2 * 48 and calls[-1] == ("someone/sentences", "train")
