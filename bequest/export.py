@@ -54,7 +54,9 @@ def write_model_card(folder: Path, record: dict) -> None:
     start = f"teacher layers {layers} ({record['init']})" if layers is not None else record["init"]
     title, usage, pipeline = f"a {record['num_layers']}-layer {record['describes']}", record["model_class"], record["pipeline_tag"]
     tags = [task] if task else ["task-agnostic"]
-    if task:
+    if record.get("teacher_as_is"):  # a kind with no labels to fine-tune on (sentence embeddings)
+        origin = "used as it is: its outputs are the targets"
+    elif task:
         origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
     else:
         origin = "distilled on raw text"

@@ -110,7 +110,8 @@ class TaskWorkload:
         kind = self.task.kind
         return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config),
                 "pipeline_tag": kind.pipeline_tag, "pipeline_example": kind.pipeline_example,
-                "model_class": kind.model_class, "library_name": kind.library_name, "example_import": kind.example_import,
+                "teacher_as_is": not kind.trains_teacher, "model_class": kind.model_class,
+                "library_name": kind.library_name, "example_import": kind.example_import,
                 "describes": kind.describe(self.task)}
 
     def describe(self) -> dict:

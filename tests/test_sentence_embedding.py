@@ -161,6 +161,7 @@ def test_every_initialiser_distils_an_embedding_student_sentence_transformers_sc
     assert results["students"]["etd"]["hidden_size"] == results["students"]["wid"]["hidden_size"] == 16
     card = (tmp_path / "run" / "layers" / "README.md").read_text()
     assert "library_name: sentence-transformers" in card and "pipeline_tag: sentence-similarity" in card
+    assert "(used as it is: its outputs are the targets)" in card
     assert "from sentence_transformers import SentenceTransformer" in card and "from transformers import AutoModel," in card
     teacher = results["teacher"]["dev"]["spearman"]
     assert teacher == pytest.approx(_st_spearman(tiny_teacher_as_st(tmp_path, tiny_teacher), dev, 7, 8, 9), abs=1e-3)
