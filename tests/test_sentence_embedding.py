@@ -68,6 +68,15 @@ def test_a_saved_model_loads_in_sentence_transformers_with_the_same_embeddings(t
     assert torch.allclose(_embed(again, folder), ours, atol=1e-6)
 
 
+def test_the_same_weights_pooled_otherwise_are_another_teacher(tmp_path):
+    from bequest.models.loading import weights_fingerprint
+
+    encoder = write_tiny_encoder(tmp_path / "encoder")
+    prints = {weights_fingerprint(SentenceEncoder.from_pretrained(encoder, pooling=p, normalize=n))
+              for p, n in (("mean", False), ("cls", False), ("mean", True))}
+    assert len(prints) == 3  # their cached embeddings (teacher logits) are kept apart
+
+
 def test_pooling_is_computed_over_real_tokens_only(tmp_path):
     encoder = write_tiny_encoder(tmp_path / "encoder")
     model = SentenceEncoder.from_pretrained(encoder, pooling="mean").eval()
@@ -134,7 +143,8 @@ EVERY_METHOD = [
      "objectives": {"embedding_mse": {}, "hidden": {}, "attention_mse": {}, "minilmv2": {}, "embedding_similarity": {}}},
     {"name": "etd", "layers": 2, "init": "uniform", "extract": {"hidden_size": 16, "batches": 2}, "train": TRAIN,
      "objectives": {"embedding_cosine": {}}},
-    {"name": "sps", "layers": 1, "init": "lower", "sps": {"mode": "paper"}, "train": TRAIN, "objectives": {"embedding_mse": {}}},
+    {"name": "sps", "layers": 1, "init": "lower", "sps": {"mode": "paper"}, "train": TRAIN,
+     "objectives": {"embedding_mse": {}, "mlm": {"weight": 0.1}}},
     {"name": "wid", "layers": 2, "init": "lower", "wid": {"hidden_size": 16, "w_step": 1}, "train": {**TRAIN, "epochs": 3},
      "objectives": {"embedding_mse": {}}},
 ]

@@ -190,8 +190,12 @@ def load_encoder(name: str) -> nn.Module:
 
 
 def weights_fingerprint(model: nn.Module) -> str:
-    """A hash of every parameter's values: names a checkpoint by its content, wherever it lives."""
+    """A hash of every parameter's values, and of how a sentence-embedding model pools them (the same weights
+    pooled otherwise give other outputs): names a checkpoint by its content, wherever it lives."""
     digest = hashlib.sha256()
+    pooling = getattr(model, "pooling", None)
+    if pooling is not None:
+        digest.update(f"{pooling}/{getattr(model, 'normalize', False)}".encode())
     for key, tensor in sorted(model.state_dict().items()):
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())

@@ -74,6 +74,9 @@ class SentenceEncoder(nn.Module):
         settings["dense"] = [dense.in_features, dense.out_features, dense.bias is not None] if dense is not None else None
         setattr(self.config, SETTINGS, settings)
 
+    def get_input_embeddings(self) -> nn.Module:
+        return self.auto_model.get_input_embeddings()
+
     def narrowed(self, kept: list[int], width: int) -> None:
         """Cut out of a `width`-wide model at hidden channels `kept` (ETD, WID): with `match_teacher_dim` a Dense
         module puts each kept channel back where the teacher has it, so the embeddings start in the teacher's
