@@ -102,6 +102,31 @@ def test_a_folder_naming_other_modules_or_another_pooling_is_one_line(tmp_path):
         SentenceEncoder.from_pretrained(folder)
 
 
+def test_a_hub_teachers_modules_are_read_from_its_module_files_only(tmp_path, monkeypatch):
+    from shutil import copytree
+
+    import huggingface_hub
+
+    from bequest.models.sentence import hub_modules, modules_settings, read_modules
+
+    asked = []
+    copytree(TEACHER, tmp_path / "snapshot")
+
+    def fake_snapshot(repo_id, allow_patterns=None, **kwargs):
+        asked.append((repo_id, allow_patterns))
+        if repo_id == "nobody/offline":
+            raise ConnectionError("no network\nmore")
+        return str(tmp_path / "snapshot")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    folder = hub_modules("sentence-transformers/all-MiniLM-L6-v2")
+    assert asked == [("sentence-transformers/all-MiniLM-L6-v2", ["modules.json", "*/config.json", "*/model.safetensors"])]
+    assert modules_settings(folder, read_modules(folder)) == {"pooling": "mean", "normalize": True, "dense": None}
+    with pytest.raises(BequestError, match=r"cannot read the sentence-transformers modules of nobody/offline from the hub "
+                                           r"\(ConnectionError: no network\)"):
+        SentenceEncoder.from_pretrained("nobody/offline")
+
+
 def test_similarity_kl_is_the_rowwise_kl_over_the_other_sentences():
     torch.manual_seed(0)
     student, teacher, temperature = torch.randn(5, 8), torch.randn(5, 12), 0.1

@@ -109,7 +109,8 @@ class SentenceEncoder(nn.Module):
         a narrower student keeps its projection to this model's width)."""
         for name in _MODEL_ARGUMENTS:
             kwargs.pop(name, None)
-        folder = Path(folder)
+        source = str(folder)
+        folder = Path(folder) if Path(folder).is_dir() else hub_modules(source)
         modules = read_modules(folder)
         found = modules_settings(folder, modules) if modules else {}
         for key, asked in (("pooling", pooling), ("normalize", normalize)):
@@ -119,7 +120,7 @@ class SentenceEncoder(nn.Module):
         settings = {"pooling": pooling or "mean", "normalize": bool(normalize), "dense": None, **found,
                     "max_length": max_length, "match_teacher_dim": match_teacher_dim}
         dense_path = settings.pop("dense_path", None)
-        encoder, info = AutoModel.from_pretrained(folder, output_loading_info=True, **kwargs)
+        encoder, info = AutoModel.from_pretrained(source, output_loading_info=True, **kwargs)
         setattr(encoder.config, SETTINGS, settings)
         model = cls.__new__(cls)  # the encoder as loaded, not a fresh one of its config
         nn.Module.__init__(model)
@@ -151,6 +152,19 @@ class SentenceEncoder(nn.Module):
         if self.normalize:
             modules.append(Normalize())
         SentenceTransformer(modules=modules, device="cpu").save(str(folder))
+
+
+def hub_modules(repo_id: str) -> Path:
+    """A local copy of a hub model's sentence-transformers module files (modules.json, each module's config and
+    weights; not the encoder, which transformers loads itself): a folder without modules.json is a plain encoder."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["modules.json", "*/config.json", "*/model.safetensors"]))
+    except Exception as error:  # offline, unknown id, no access: one line either way
+        reason = (str(error).splitlines() or [""])[0][:200]
+        raise BequestError(f"cannot read the sentence-transformers modules of {repo_id} from the hub "
+                           f"({type(error).__name__}: {reason}): check the id and the network, or give a local folder") from None
 
 
 def read_modules(folder: Path) -> list[dict] | None:
