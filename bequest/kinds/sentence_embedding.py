@@ -18,6 +18,7 @@ from bequest.data.features import Encoded, encode, model_inputs, subsample
 from bequest.data.sentences import scored_pairs, training_sentences
 from bequest.data.user_files import HUB, source_hashes
 from bequest.errors import BequestError
+from bequest.io import sha256_file
 from bequest.kinds.base import TASK_KINDS, TaskData, TaskKind
 from bequest.models.sentence import SentenceEncoder
 
@@ -85,8 +86,8 @@ class SentenceEmbedding(TaskKind):
             scored[split] = encode_pairs(tokenizer, [first[i] for i in keep], [second[i] for i in keep],
                                          [scores[i] for i in keep], max_length)
         hashes = source_hashes(data)
-        if not data.validation and not validation.startswith(HUB):
-            hashes.update(source_hashes(data.model_copy(update={"train": None, "validation": validation, "test": None})))
+        if not data.validation and not validation.startswith(HUB):  # STS-B dev from data.dir: recorded as any file
+            hashes[validation] = sha256_file(validation)
         return TaskData(task, train, {"validation": scored["validation"]}, hashes, scored.get("test"))
 
     def metrics(self, task, data, logits, qa):
