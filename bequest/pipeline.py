@@ -34,7 +34,7 @@ from bequest.models.loading import (
     load_tokenizer,
     max_tokens,
 )
-from bequest.objectives.terms import build_terms
+from bequest.objectives.terms import build_terms, check_objective_data
 from bequest.results_table import print_table
 from bequest.run_dir import RECIPE_FILE, prepare_run_dir
 from bequest.train.runtime import finish_trackers, make_accelerator
@@ -88,6 +88,8 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     for number, student in enumerate(config.students):
         try:
             check_schedule(student, len(work.train))
+            for stage in student.all_stages():
+                check_objective_data(stage.objectives, work.train)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     return Inputs(Run(config, tokenizer, accelerator, work), teacher, has_head)

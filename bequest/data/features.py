@@ -12,8 +12,16 @@ import torch
 FINGERPRINT_CHUNK = 10_000  # rows hashed at a time: the same digest whatever holds the rows
 
 
+class Batched:
+    """Training data drawn in batches of examples of similar length (`training_batches` on its `lengths`);
+    data whose examples belong together in a batch (pairs) overrides the method."""
+
+    def training_batches(self, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+        return training_batches(self.lengths, batch_size, seed, epoch, group_by_length)
+
+
 @dataclass
-class Encoded:
+class Encoded(Batched):
     """A tokenised split: model inputs as unpadded lists, plus the labels."""
 
     inputs: dict[str, list[list[int]]]

@@ -38,8 +38,10 @@ def read_text_sentences(path: Path, what: str) -> list[str]:
     return list(sentences)
 
 
-def training_sentences(data, cache_dir: str | None) -> list[str]:
-    """The sentences of data.train: a text file cut into sentences, or a table's text column (and pair column)."""
+def training_texts(data, cache_dir: str | None) -> tuple[list[str], list[str] | None]:
+    """What data.train holds to train on: its sentences (a text file cut into sentences, or a table's text
+    column), each once, and None; or, with data.text_pair_column, its pairs as (first texts, second texts),
+    each pair once."""
     from bequest.data.user_files import HUB, check_columns, read_table
 
     source = data.train
@@ -48,14 +50,27 @@ def training_sentences(data, cache_dir: str | None) -> list[str]:
         if not path.is_file():
             raise BequestError(f"data.train: {path} not found: give a text file (a paragraph a line), a table or "
                                "hub:<dataset id>")
-        return read_text_sentences(path, "train")
+        if data.text_pair_column:
+            raise BequestError(f"data.text_pair_column: {path} is a text file, which has no columns: give pairs in a "
+                               "table (csv, tsv, jsonl, parquet) or drop data.text_pair_column")
+        return read_text_sentences(path, "train"), None
     table = read_table(source, data.train_split, data.hub_config, "train", cache_dir)
     columns = {"text_column": data.text_column, "text_pair_column": data.text_pair_column}
     check_columns(table, columns, f"data.train {source}")
-    texts = [str(t) for name in columns.values() if name for t in table[name] if t is not None and str(t).strip()]
-    if not texts:
-        raise BequestError(f"data.train: {source} has no text in column {data.text_column!r}")
-    return list(dict.fromkeys(texts))
+    texts = [[_text(t) for t in table[name]] for name in columns.values() if name]
+    rows = [row for row in zip(*texts) if all(row)]
+    if not rows:
+        named = " and ".join(repr(name) for name in columns.values() if name)
+        raise BequestError(f"data.train: {source} has no row with text in column {named}")
+    rows = list(dict.fromkeys(rows))
+    if not data.text_pair_column:
+        return [first for first, in rows], None
+    return [first for first, _ in rows], [second for _, second in rows]
+
+
+def _text(value) -> str:
+    """A cell's text, or "" for an empty or missing one."""
+    return str(value).strip() if value is not None else ""
 
 
 def scored_pairs(source: str, columns: list, split: str, data, what: str,

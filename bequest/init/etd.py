@@ -13,7 +13,7 @@ from pydantic import Field
 from torch import nn
 from tqdm.auto import tqdm
 
-from bequest.data.features import model_inputs, training_batches
+from bequest.data.features import model_inputs
 from bequest.errors import BequestError
 from bequest.init.base import Initialiser, Start, initialiser
 from bequest.init.extract import Selection, extract, ffn_size, head_size, shares_heads
@@ -104,8 +104,8 @@ def extract_student(teacher: nn.Module, layers: list[int], spec: ExtractConfig, 
     hidden, heads, neurons = target_shape(teacher.config, spec)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        order = training_batches(data.lengths, spec.batch_size, seed, 0, group_by_length=False)
         if spec.scorer == "taylor":
+            order = data.training_batches(spec.batch_size, seed, 0, group_by_length=False)
             count = max(spec.batches, spec.head_steps if not on_task else 0)
             batches = [data.batch(b, pad_token_id) for b in order[:count]]
             if on_task:

@@ -14,8 +14,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bequest.data.features import Encoded, encode, model_inputs, subsample
-from bequest.data.sentences import scored_pairs, training_sentences
+from bequest.data.features import (
+    Encoded,
+    encode,
+    model_inputs,
+    subsample,
+    training_batches,
+)
+from bequest.data.sentences import scored_pairs, training_texts
 from bequest.data.user_files import HUB, source_hashes
 from bequest.errors import BequestError
 from bequest.io import sha256_file
@@ -35,9 +41,29 @@ class SentencePairs(Encoded):
         return len(self) // 2
 
 
-def encode_pairs(tokenizer, first: list[str], second: list[str], scores: list[float], max_length: int) -> SentencePairs:
-    encoded = encode(tokenizer, [*first, *second], None, [*scores, *scores], max_length)
-    return SentencePairs(encoded.inputs, encoded.labels)
+class TrainingPairs(SentencePairs):
+    """Pairs to train on (data.text_pair_column), laid out as SentencePairs, each row's label its pair's number.
+    A batch holds both texts of every pair it holds, first texts then second texts (so under DDP every process
+    keeps whole pairs when the batch's pairs divide evenly), for `embedding_pairs` to contrast them."""
+
+    holds_pairs = True
+
+    def training_batches(self, batch_size: int, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+        lengths, pairs = self.lengths, self.pairs
+        longer = [max(lengths[i], lengths[i + pairs]) for i in range(pairs)]
+        chosen = training_batches(longer, max(1, batch_size // 2), seed, epoch, group_by_length)
+        return [[*batch, *(i + pairs for i in batch)] for batch in chosen]
+
+    def select(self, indices) -> TrainingPairs:
+        """The pairs whose first text is among the chosen rows (about as many rows as chosen, pairs kept whole)."""
+        kept = [i for i in indices if i < self.pairs]
+        return super().select([*kept, *(i + self.pairs for i in kept)])
+
+
+def encode_pairs(tokenizer, first: list[str], second: list[str], labels: list, max_length: int,
+                 split: type[SentencePairs] = SentencePairs) -> SentencePairs:
+    encoded = encode(tokenizer, [*first, *second], None, [*labels, *labels], max_length)
+    return split(encoded.inputs, encoded.labels)
 
 
 def cosine_scores(embeddings: np.ndarray, pairs: int) -> np.ndarray:
@@ -72,9 +98,13 @@ class SentenceEmbedding(TaskKind):
              stride, split_by_article, data=None, cache_dir=None):
         train = None
         if with_train:
-            sentences = training_sentences(data, cache_dir)
-            sentences = [sentences[i] for i in subsample(len(sentences), max_train_examples, seed)]
-            train = encode(tokenizer, sentences, None, [0.0] * len(sentences), max_length)
+            first, second = training_texts(data, cache_dir)
+            keep = subsample(len(first), max_train_examples, seed)  # sentences, or pairs
+            if second is None:
+                train = encode(tokenizer, [first[i] for i in keep], None, [0.0] * len(keep), max_length)
+            else:
+                train = encode_pairs(tokenizer, [first[i] for i in keep], [second[i] for i in keep], list(range(len(keep))),
+                                     max_length, TrainingPairs)
         validation = data.validation or (f"{data_dir}/STS-B/dev.tsv" if data_dir else DEFAULT_PAIRS)
         read = {"validation": (validation, data.validation_columns, data.validation_split)}
         if data.test:

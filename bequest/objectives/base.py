@@ -61,6 +61,10 @@ class Term(nn.Module):
     def build(cls, spec: ObjectiveConfig, ctx: BuildContext, where: str) -> Term:
         raise NotImplementedError
 
+    @classmethod
+    def check_data(cls, spec: ObjectiveConfig, train, where: str) -> None:
+        """Refuse (BequestError) training data the term cannot learn from: called once the data is loaded."""
+
     def forward(self, student: Captured, teacher: Captured, labels: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

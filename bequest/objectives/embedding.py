@@ -1,7 +1,10 @@
 """Objectives on sentence embeddings (task: sentence-embedding): the student's embedding against the
 teacher's, by mean squared error (what sentence-transformers' distillation example trains with) or
 cosine distance, and the in-batch similarity structure (each sentence's softmax over its similarities
-to the batch's other sentences, the teacher's as soft targets).
+to the batch's other sentences, the teacher's as soft targets); with pairs to train on
+(data.text_pair_column), each first text's softmax over the batch's second texts and back (the in-batch
+negatives of sentence-transformers' MultipleNegativesRankingLoss, with the teacher's similarities as
+soft targets instead of the one-hot partner).
 
 A student narrower than the teacher embeds in fewer dimensions: a learned projection to the teacher's
 width stands between them. With `embedding.match_teacher_dim` (the default) it becomes the student's
@@ -33,6 +36,12 @@ class SimilarityObjective(ObjectiveConfig):
 
     def summary(self) -> str:
         return f"(T={self.temperature:g})"
+
+
+class PairObjective(SimilarityObjective):
+    """In-batch pair distillation: KL(teacher || student) between each first text's softmax over its cosine
+    similarities to the batch's second texts (and each second text's over the first texts), divided by the
+    temperature. Needs pairs: data.text_pair_column."""
 
 
 class EmbeddingTerm(Term):
@@ -99,3 +108,41 @@ def similarity_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: flo
     if len(student) < 3:  # fewer than two other sentences: no distribution to match
         return student.sum() * 0.0
     return F.kl_div(log_probs(student), log_probs(teacher), log_target=True, reduction="batchmean")
+
+
+@objective("embedding_pairs", "sentence pairs: each text's similarities to the batch's partner texts, the teacher's "
+           "softmax as soft targets (needs data.text_pair_column)", PairObjective)
+class EmbeddingPairs(EmbeddingTerm):
+    @classmethod
+    def check_data(cls, spec, train, where):
+        if not getattr(train, "holds_pairs", False):
+            raise BequestError(f"{where} contrasts the texts of training pairs, and data.train holds single sentences: "
+                               "name the second text's column in data.text_pair_column, or use embedding_similarity")
+
+    def forward(self, student, teacher, labels):
+        mine, theirs = self.embeddings(student, teacher)
+        first, second = partners(labels)
+        return pair_kl(mine[first], mine[second], theirs[first], theirs[second], self.spec.temperature)
+
+
+def partners(pair_numbers: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch positions of the first and of the second text of every pair the batch holds both texts of
+    (rows of one pair share its number; the first in batch order is its first text)."""
+    order = torch.argsort(pair_numbers, stable=True)
+    ranked = pair_numbers[order]
+    same = ranked[1:] == ranked[:-1]
+    return order[:-1][same], order[1:][same]
+
+
+def pair_kl(first: torch.Tensor, second: torch.Tensor, teacher_first: torch.Tensor, teacher_second: torch.Tensor,
+            temperature: float) -> torch.Tensor:
+    """Mean of KL(teacher || student) over the rows of the first texts' softmax over the second texts' cosine
+    similarities / T, and of the second texts' over the first texts'."""
+    def log_probs(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = F.normalize(a.float(), dim=-1) @ F.normalize(b.float(), dim=-1).T / temperature
+        return F.log_softmax(scores, dim=-1), F.log_softmax(scores.T, dim=-1)
+
+    if len(first) < 2:  # one pair: no other text to tell its partner from
+        return first.sum() * 0.0
+    student, teacher = log_probs(first, second), log_probs(teacher_first, teacher_second)
+    return sum(F.kl_div(s, t, log_target=True, reduction="batchmean") for s, t in zip(student, teacher)) / 2

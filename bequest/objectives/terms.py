@@ -24,6 +24,12 @@ def build_terms(objectives, student: PretrainedConfig, teacher: PretrainedConfig
             for name, spec in objectives.active().items()}
 
 
+def check_objective_data(objectives, train) -> None:
+    """Every active objective's check of the training data (pairs where a term contrasts pairs, ...)."""
+    for name, spec in objectives.active().items():
+        OBJECTIVES[name].implementation.check_data(spec, train, f"objective {name}")
+
+
 def any_term(terms: dict[str, tuple[float, Term]], attribute: str) -> bool:
     """Whether some term has the class attribute `attribute` (needs_labels, reads_teacher_logits, ...)."""
     return any(getattr(term, attribute) for _, term in terms.values())

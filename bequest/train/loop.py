@@ -39,7 +39,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from bequest.callbacks import Callback
 from bequest.config import TrainConfig
-from bequest.data.features import Encoded, training_batches
+from bequest.data.features import Encoded
 from bequest.io import building_dir, tensor_bytes, write_json
 from bequest.run_dir import CHECKPOINT_NAME, check_checkpoint, latest_checkpoint
 
@@ -75,9 +75,9 @@ def _optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torc
                              fused=device.type in ("cpu", "cuda"))
 
 
-def _global_batches(lengths: list[int], cfg: TrainConfig, seed: int, epoch: int, processes: int) -> list[list[int]]:
+def _global_batches(data, cfg: TrainConfig, seed: int, epoch: int, processes: int) -> list[list[int]]:
     """The epoch's batches, less one too small to give every process an example."""
-    batches = training_batches(lengths, cfg.batch_size, seed, epoch, cfg.group_by_length)
+    batches = data.training_batches(cfg.batch_size, seed, epoch, cfg.group_by_length)
     return [batch for batch in batches if len(batch) >= processes]
 
 
@@ -169,8 +169,7 @@ class Loop:
         self.data, self.loss_fn, self.cfg, self.seed, self.pad = data, loss_fn, cfg, seed, pad_token_id
         self.accelerator, self.checkpoint_dir, self.desc = accelerator, Path(checkpoint_dir), desc
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
-        full, rest = divmod(len(data), cfg.batch_size)
-        steps_per_epoch = full + (rest >= self.world)  # see _global_batches
+        steps_per_epoch = len(_global_batches(data, cfg, seed, 0, self.world))  # as many in every epoch
         self.total_steps = cfg.max_steps or cfg.epochs * steps_per_epoch
         self.epochs = math.ceil(self.total_steps / steps_per_epoch)
         self.optimizer = _optimizer(model, cfg, accelerator.device)
@@ -229,7 +228,7 @@ class Loop:
                              disable=not self.accelerator.is_main_process)
         try:  # the bar is closed before an interruption's message, which must be the last line
             while state.epoch < self.epochs:
-                batches = _global_batches(self.data.lengths, self.cfg, self.seed, state.epoch, self.world)
+                batches = _global_batches(self.data, self.cfg, self.seed, state.epoch, self.world)
                 self.model.train()
                 while state.batch < len(batches) and state.step < self.total_steps:
                     for callback in self.callbacks:
