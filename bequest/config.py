@@ -190,6 +190,29 @@ class EvalConfig(Section):
                                "accuracy for classes, pearson for scores, entity f1 for tags, f1 for QA)")
     latency_batch_size: int = Field(32, ge=1, description="examples in the batch whose forward pass is timed")
     latency_repeats: int = Field(20, ge=1, description="timed passes per model (the median is reported)")
+    latency_threads: int | None = Field(None, ge=1, description="CPU threads while models are timed (default: torch's, "
+                                        "all cores); PyTorch and ONNX Runtime get the same")
+
+
+class ExportConfig(Section):
+    """What each model is written as besides its PyTorch folder; every format is scored and timed."""
+
+    formats: list[str] = Field(["pytorch"], min_length=1, description="pytorch (the folder itself), and any of onnx, "
+                               "onnx-int8, torch-int8 (bequest list: export formats): each written to <model>/<format>, "
+                               "for the teacher too (<run dir>/teacher), scored on the dev data and timed at batch 1 "
+                               "and eval.latency_batch_size")
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        from bequest.deploy import FORMATS
+
+        for name in value:
+            try:
+                FORMATS[name]
+            except BequestError as error:
+                raise ValueError(str(error)) from None
+        return ["pytorch", *dict.fromkeys(name for name in value if name != "pytorch")]  # the baseline, always first
 
 
 class RuntimeConfig(Section):
@@ -222,6 +245,7 @@ class RunConfig(Section):
     teacher: TeacherConfig = Field(TeacherConfig(), description="the teacher model and its fine-tuning")
     students: list[StudentConfig] = Field(default_factory=lambda: [StudentConfig(layers=3)], min_length=1, description="one or more students, each exported to <run dir>/<name>")
     eval: EvalConfig = Field(EvalConfig(), description="evaluation and latency measurement")
+    export: ExportConfig = Field(ExportConfig(), description="the formats every model is written, scored and timed in")
     runtime: RuntimeConfig = Field(RuntimeConfig(), description="speed settings: precision, compilation, caches, trackers")
 
     @field_validator("task")
@@ -268,7 +292,8 @@ class RunConfig(Section):
                 for stage in student.all_stages():
                     needs_labels = [name for name in stage.objectives.active() if objectives[name].implementation.needs_labels]
                     if needs_labels:
-                        usable = [entry.name for entry in objectives if not entry.implementation.needs_labels]
+                        usable = [entry.name for entry in objectives if not entry.implementation.needs_labels
+                                  and (self.corpus is None or not entry.implementation.needs_embeddings)]
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
                                          f"on {unlabelled} use {', '.join(usable[:-1])} or {usable[-1]}")
         return self
@@ -284,6 +309,14 @@ class RunConfig(Section):
         if taken:
             raise ValueError(f"students: the name {taken[0]!r} is reserved for the run directory's own files "
                              f"({', '.join(sorted(RESERVED_NAMES))}, environment*): choose another student name")
+        return self
+
+    @model_validator(mode="after")
+    def _deployable(self) -> RunConfig:
+        if self.task is None and len(self.export.formats) > 1:
+            raise ValueError("export.formats: a task-agnostic student is fine-tuned or distilled on a task before it is "
+                             "deployed, and then scored there: drop export.formats here, and use it in that run (or "
+                             "bequest export on its model)")
         return self
 
     @property

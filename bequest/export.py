@@ -12,6 +12,8 @@ from pathlib import Path
 
 import yaml
 
+from bequest.io import refresh_manifest, write_text
+
 EXPORT_RECORD = "bequest.json"
 
 
@@ -103,6 +105,26 @@ tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
 ```
 """
     (folder / "README.md").write_text(card)
+
+
+def deployment_section(deploy: dict, main: str) -> str:
+    """The model card's deployment table: this model and the others of its run in every format written."""
+    from bequest.results_table import deployment_caption, deployment_rows
+
+    columns, rows = deployment_rows(deploy, main)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+    return (f"## Deployment\n\nEach format's artifact is in the subfolder of its name, scored from its files; "
+            f"{deployment_caption(deploy)}.\n\n" + "\n".join(lines) + "\n\n")
+
+
+def add_deployment(folder: Path, deploy: dict, main: str) -> None:
+    """Add the deployment table to an exported folder's model card and record (and refresh its manifest)."""
+    folder = Path(folder)
+    card = (folder / "README.md").read_text()
+    write_text(folder / "README.md", card.replace("\n## Recipe\n", "\n" + deployment_section(deploy, main) + "## Recipe\n", 1))
+    record = read_record(folder) or {}
+    write_record(folder, {**record, "deploy": deploy})
+    refresh_manifest(folder)
 
 
 def write_record(folder: Path, record: dict) -> None:

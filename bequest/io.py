@@ -177,9 +177,18 @@ def _files(folder: Path) -> dict[str, Path]:
     return {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
 
 
-def _write_manifest(folder: Path) -> None:
+def _manifest(folder: Path) -> str:
     entries = {name: {"size": p.stat().st_size, "sha256": sha256_file(p)} for name, p in _files(folder).items()}
-    (folder / MANIFEST).write_text(json.dumps(entries, indent=1) + "\n")
+    return json.dumps(entries, indent=1) + "\n"
+
+
+def _write_manifest(folder: Path) -> None:
+    (folder / MANIFEST).write_text(_manifest(folder))
+
+
+def refresh_manifest(folder: Path) -> None:
+    """Rewrite a finished folder's manifest after files were added to it or changed on purpose."""
+    write_text(Path(folder) / MANIFEST, _manifest(Path(folder)))
 
 
 def check_manifest(folder: Path) -> None:

@@ -13,17 +13,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
 from accelerate import Accelerator
 from rich.console import Console
 from torch import nn
 from transformers import set_seed
 
 from bequest.config import RunConfig, dump_config
+from bequest.deploy.latency import fixed_threads, latencies
+from bequest.deploy.measure import deployment_table
 from bequest.distil import Run, distil_student
 from bequest.environment import environment
 from bequest.errors import BequestError
-from bequest.eval.predict import latencies_ms
+from bequest.export import add_deployment
 from bequest.init.base import StudentContext
 from bequest.init.student import check_schedule, check_student, student_shape
 from bequest.io import check_writable, write_json, write_text
@@ -137,17 +138,29 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     auto_class, settings = run.workload.auto_class, config.eval
     loaded = {name: auto_class.from_pretrained(run.dir / name, use_safetensors=True, trust_remote_code=False).to(accelerator.device)
               for name in students}
-    latency = latencies_ms({"teacher": teacher, **loaded}, run.workload.sample, settings.latency_batch_size, run.pad,
-                           settings.latency_repeats)
+    with fixed_threads(settings.latency_threads) as threads:
+        timed = latencies({"teacher": teacher, **loaded}, run.workload.sample, [settings.latency_batch_size], run.pad,
+                          settings.latency_repeats)
+    latency = {name: by_size[str(settings.latency_batch_size)]["p50"] for name, by_size in timed.items()}
     for name, row in [("teacher", teacher_info)] + list(students.items()):
         row.update(latency_ms=latency[name], speedup=latency["teacher"] / latency[name],
                    path=str(run.dir / name) if name in students else teacher_info.get("path", teacher_info["model"]))
+    deploy = None
+    if len(config.export.formats) > 1:
+        models = {"teacher": (teacher, run.dir / "teacher"), **{name: (loaded[name], run.dir / name) for name in students}}
+        known = {name: {split: row[split] for split in ("dev", "test") if split in row}
+                 for name, row in [("teacher", teacher_info)] + list(students.items())}
+        deploy = deployment_table(models, config.export.formats, run.workload.sample, run.workload.final_scores, known,
+                                  run.pad, settings.latency_batch_size, settings.latency_repeats, settings.latency_threads)
+        for name in students:
+            add_deployment(run.dir / name, deploy, run.workload.task.main_metric)
     results = {
         **run.workload.describe(),
         "teacher": teacher_info,
         "students": {name: {k: v for k, v in row.items() if k != "teacher"} for name, row in students.items()},
         "latency": {"batch_size": settings.latency_batch_size, "device": str(accelerator.device),
-                    "threads": torch.get_num_threads(), "repeats": settings.latency_repeats},
+                    "threads": threads, "repeats": settings.latency_repeats},
+        **({"deploy": deploy} if deploy else {}),
         "wall_time_s": round(time.perf_counter() - started, 1),
     }
     write_json(run.dir / "results.json", results)

@@ -2,6 +2,7 @@
 
 import pytest
 import yaml
+from conftest import tiny_recipe
 
 from bequest.config import (
     dump_config,
@@ -74,3 +75,10 @@ def test_override_is_validated_like_the_recipe(tmp_path):
     path.write_text(yaml.safe_dump({"task": "sst2", "students": [{"layers": 3}]}))
     with pytest.raises(BequestError, match="students.0.objectives.kd.temperature: .*greater than 0"):
         load_config(path, [("students.0.objectives.kd.temperature", 0)])
+
+
+def test_kd_on_a_corpus_names_the_objectives_a_corpus_can_use(tmp_path, tiny_teacher, tiny_glue):
+    with pytest.raises(BequestError, match=r"kd needs a task's labels or logits; on a corpus use hidden, .* or mlm\b") as error:
+        load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task=None, corpus={"files": [str(tmp_path)]},
+                                students=[{"name": "s", "layers": 2, "objectives": {"kd": {}}}]))
+    assert "embedding" not in str(error.value)  # the embedding objectives need a sentence-embedding task

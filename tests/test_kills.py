@@ -53,7 +53,7 @@ KILL_POINTS = [
     ("bequest.train.distiller:Distiller.forward", 5, "before"),  # two-stage, stage 2 step 5 (checkpoint at 4)
     ("bequest.train.loop:save_model", 1, "after"),  # stage 2 checkpoint 8 half-written
     ("bequest.distil:write_model_card", 1, "before"),  # two-stage export half-written
-    ("bequest.pipeline:latencies_ms", 1, "before"),  # every student exported, results not yet written
+    ("bequest.pipeline:latencies", 1, "before"),  # every student exported, results not yet written
 ]
 
 

@@ -48,6 +48,7 @@ class EmbeddingTerm(Term):
     """A term on the two models' embeddings, with the projection a narrower student needs."""
 
     reads_teacher_logits = True  # the teacher's embeddings: computed once on the training data and cached
+    needs_embeddings = True
 
     def __init__(self, student_dim: int, teacher_dim: int):
         super().__init__()

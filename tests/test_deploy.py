@@ -1,0 +1,138 @@
+"""Deployment formats: every artifact is written, loads in its plain runtime (onnxruntime, transformers), gives
+the PyTorch model's outputs (ONNX fp32 to 1e-4), and is scored and timed as the run reports it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_recipe
+
+from bequest.config import load_config
+from bequest.errors import BequestError
+
+FORMATS = ["pytorch", "onnx", "onnx-int8", "torch-int8"]
+STUDENT = {"name": "student", "layers": 2, "init": "lower", "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}}
+
+
+def _dev_sentences(glue, task="SST-2", column=0):
+    lines = (glue / task / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    rows = [line.split("\t") for line in lines]
+    return [row[column] for row in rows], [int(row[1]) for row in rows] if task == "SST-2" else None
+
+
+def test_a_run_writes_scores_and_times_every_format_and_plain_onnxruntime_agrees(tmp_path, tiny_teacher, tiny_glue, cli):
+    import onnxruntime
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[STUDENT], export={"formats": FORMATS[1:]},
+                         eval={"latency_repeats": 3, "latency_threads": 1})
+    result = cli.run(["run", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "deployment" in result.stdout and "onnx-int8" in result.stdout
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    deploy = results["deploy"]
+    assert [(r["model"], r["format"]) for r in deploy["rows"]] == [(m, f) for m in ("teacher", "student") for f in FORMATS]
+    assert deploy["threads"] == 1 and deploy["batch_sizes"] == [1, 32]
+    rows = {(r["model"], r["format"]): r for r in deploy["rows"]}
+    assert rows[("student", "pytorch")]["dev"] == results["students"]["student"]["dev"]
+    assert rows[("teacher", "pytorch")]["speedup"] == {"1": 1.0, "32": 1.0}
+
+    folder = tmp_path / "run" / "student"
+    sentences, labels = _dev_sentences(tiny_glue)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    inputs = tokenizer(sentences, padding=True, truncation=True, max_length=32, return_tensors="np")
+    session = onnxruntime.InferenceSession(str(folder / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logits"], {node.name: inputs[node.name] for node in session.get_inputs()})[0]
+    model = AutoModelForSequenceClassification.from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        torch_logits = model(**{k: torch.from_numpy(v) for k, v in inputs.items()}).logits.numpy()
+    assert np.abs(onnx_logits - torch_logits).max() < 1e-4
+    assert rows[("student", "onnx")]["max_abs_diff"] < 1e-4
+    accuracy = float((onnx_logits.argmax(-1) == np.array(labels)).mean())
+    assert rows[("student", "onnx")]["dev"]["accuracy"] == pytest.approx(accuracy)  # scored as onnxruntime predicts
+
+    int8 = onnxruntime.InferenceSession(str(folder / "onnx-int8" / "model.onnx"), providers=["CPUExecutionProvider"])
+    int8_logits = int8.run(["logits"], {node.name: inputs[node.name] for node in int8.get_inputs()})[0]
+    assert rows[("student", "onnx-int8")]["dev"]["accuracy"] == pytest.approx(float((int8_logits.argmax(-1) == np.array(labels)).mean()))
+    assert 0 < np.abs(int8_logits - torch_logits).max() < 0.5  # int8 differs, and the table says by how much
+    assert rows[("student", "onnx-int8")]["size_mb"] < rows[("student", "onnx")]["size_mb"]
+    assert rows[("student", "torch-int8")]["size_mb"] < rows[("student", "pytorch")]["size_mb"]
+    assert (tmp_path / "run" / "teacher" / "onnx-int8" / "model.onnx").is_file()
+
+    card = (folder / "README.md").read_text()
+    assert "## Deployment" in card and "| student | onnx-int8 |" in card
+    assert json.loads((folder / "bequest.json").read_text())["deploy"]["rows"] == deploy["rows"]
+    from bequest.io import check_manifest
+
+    check_manifest(folder)  # the card and the artifacts added after export are in the folder's manifest
+
+
+def test_the_torch_int8_artifact_is_what_runs(tmp_path, tiny_teacher):
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForSequenceClassification
+
+    from bequest.deploy.torch_int8 import TorchInt8Format, quantized
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher), num_labels=2).eval()
+    inputs = {"input_ids": torch.tensor([[2, 7, 9, 4, 3], [2, 5, 3, 0, 0]]), "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])}
+    fmt = TorchInt8Format()
+    fmt.write(model, inputs, tmp_path)
+    with torch.no_grad():
+        loaded, direct = fmt.load(tmp_path, model, 1)(**inputs).logits, quantized(model)(**inputs).logits
+        assert torch.equal(loaded, direct) and not torch.equal(loaded, model(**inputs).logits)
+        stored = load_file(str(tmp_path / "model.safetensors"))
+        name = next(k for k in stored if k.endswith("weight_int8"))
+        stored[name] = torch.zeros_like(stored[name])
+        save_file(stored, str(tmp_path / "model.safetensors"))
+        assert not torch.equal(fmt.load(tmp_path, model, 1)(**inputs).logits, loaded)
+
+
+def test_an_unknown_format_and_formats_on_a_corpus_are_one_line(tmp_path, tiny_teacher, tiny_glue):
+    with pytest.raises(BequestError, match=r"export.formats: unknown export format 'tflite': use one of onnx, onnx-int8, pytorch, torch-int8"):
+        load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, export={"formats": ["tflite"]}))
+    with pytest.raises(BequestError, match=r"export.formats: a task-agnostic student is fine-tuned"):
+        load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task=None, corpus={"files": [str(tmp_path)]},
+                                students=[{"name": "s", "layers": 2, "objectives": {"hidden": {}}}],
+                                export={"formats": ["onnx"]}))
+
+
+
+def _conll(shared_data, folder, split, sentences):
+    text = (shared_data / "ner" / "conll2003" / f"{split}.txt").read_text(encoding="utf-8")
+    blocks = [b for b in text.split("\n\n") if b.strip() and not b.startswith("-DOCSTART-")][:sentences]
+    path = folder / f"{split}.txt"
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _squad(shared_data, folder):
+    data = json.loads(next((shared_data / "squad").glob("dev-v1.1*.json")).read_text())
+    data["data"] = [{**article, "paragraphs": article["paragraphs"][:2]} for article in data["data"][:4]]
+    (folder / "dev-v1.1.json").write_text(json.dumps(data))
+    return str(folder)
+
+
+@pytest.mark.parametrize("task", ["stsb", "token-classification", "squad", "sentence-embedding"])
+def test_every_task_kind_exports_onnx_that_gives_its_pytorch_outputs_and_scores(tmp_path, tiny_teacher, tiny_glue,
+                                                                                 shared_data, task):
+    from bequest.pipeline import run_recipe
+
+    data = {"dir": str(tiny_glue), "max_length": 32}
+    if task == "token-classification":
+        data.update(train=_conll(shared_data, tmp_path, "train", 60), validation=_conll(shared_data, tmp_path, "dev", 24))
+    elif task == "squad":
+        data.update(dir=_squad(shared_data, tmp_path), max_length=64, split_by_article=0.5, max_eval_examples=10)
+    elif task == "sentence-embedding":
+        data.update(train=str(tiny_glue / "SST-2" / "train.tsv"), text_column="sentence")
+    qa = {"stride": 16, "max_answer_length": 12} if task == "squad" else None
+    results = run_recipe(load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task=task, data=data, qa=qa,
+                                                 students=[STUDENT], export={"formats": ["onnx"]},
+                                                 eval={"latency_repeats": 2})))
+    rows = {(r["model"], r["format"]): r for r in results["deploy"]["rows"]}
+    for model in ("teacher", "student"):
+        onnx, pytorch = rows[(model, "onnx")], rows[(model, "pytorch")]
+        assert onnx["max_abs_diff"] < 1e-4, (model, onnx["max_abs_diff"])
+        main = results["main_metric"]
+        assert onnx["dev"][main] == pytest.approx(pytorch["dev"][main], abs=1e-3), model
+        assert (tmp_path / "run" / ("teacher" if model == "teacher" else "student") / "onnx" / "model.onnx").is_file()
