@@ -121,6 +121,24 @@ def evaluate(
 
 @app.command()
 @user_errors
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="an exported model folder (of bequest run)")],
+    format_: Annotated[list[str], typer.Option("--format", help="onnx, onnx-int8 or torch-int8 (repeat for more); each is "
+                                                                "written to MODEL_DIR/<format>")],
+    data_dir: Annotated[str | None, typer.Option(help="local glue_data folder, or SQuAD JSON folder (default: the hub)")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads while timing (default: all cores)")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="timed passes per model and batch size")] = 20,
+    batch_size: Annotated[int, typer.Option(min=1, help="the larger batch timed (batch 1 is timed too)")] = 32,
+    overwrite: Annotated[bool, typer.Option(help="replace artifacts already written")] = False,
+) -> None:
+    """Write a model in deployment formats (ONNX, int8), score each on the folder's data and time it."""
+    from bequest.commands.export import export_formats
+
+    export_formats(model_dir, format_, data_dir, overwrite, threads, repeats, batch_size)
+
+
+@app.command()
+@user_errors
 def extract(
     recipe: Annotated[Path, typer.Argument(help="a recipe whose student has an extract section")],
     output: Annotated[Path, typer.Option(help="the folder to write the extracted student to")],

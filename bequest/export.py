@@ -8,6 +8,7 @@ form `bequest evaluate` reads to re-score the model exactly as it was scored her
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -120,7 +121,7 @@ def deployment_section(deploy: dict, main: str) -> str:
 def add_deployment(folder: Path, deploy: dict, main: str) -> None:
     """Add the deployment table to an exported folder's model card and record (and refresh its manifest)."""
     folder = Path(folder)
-    card = (folder / "README.md").read_text()
+    card = re.sub(r"\n## Deployment\n.*?(?=\n## )", "", (folder / "README.md").read_text(), count=1, flags=re.S)
     write_text(folder / "README.md", card.replace("\n## Recipe\n", "\n" + deployment_section(deploy, main) + "## Recipe\n", 1))
     record = read_record(folder) or {}
     write_record(folder, {**record, "deploy": deploy})

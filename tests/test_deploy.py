@@ -136,3 +136,26 @@ def test_every_task_kind_exports_onnx_that_gives_its_pytorch_outputs_and_scores(
         main = results["main_metric"]
         assert onnx["dev"][main] == pytest.approx(pytorch["dev"][main], abs=1e-3), model
         assert (tmp_path / "run" / ("teacher" if model == "teacher" else "student") / "onnx" / "model.onnx").is_file()
+
+
+def test_bequest_export_adds_formats_to_an_exported_folder_and_keeps_what_exists(tmp_path, tiny_teacher, tiny_glue, cli):
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=[STUDENT], eval={"latency_repeats": 2})
+    assert cli.run(["run", str(recipe)], tmp_path).returncode == 0
+    folder = tmp_path / "run" / "student"
+    assert "deploy" not in json.loads((folder / "bequest.json").read_text())
+    glue = ["--data-dir", str(tiny_glue)]
+    result = cli.run(["export", str(folder), "--format", "onnx-int8", "--repeats", "2", *glue], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "onnx-int8" in result.stdout and "torchvision" not in result.stderr
+    deploy = json.loads((folder / "bequest.json").read_text())["deploy"]
+    assert [(r["model"], r["format"]) for r in deploy["rows"]] == [("student", "pytorch"), ("student", "onnx-int8")]
+    assert deploy["rows"][0]["dev"] == json.loads((folder / "bequest.json").read_text())["dev"]  # scored as at export
+    written = (folder / "onnx-int8" / "model.onnx").read_bytes()
+    again = cli.run(["export", str(folder), "--format", "onnx-int8", *glue], tmp_path)
+    assert again.returncode == 2 and again.stderr.strip().endswith("onnx-int8 already exists: pass --overwrite to replace it")
+    assert (folder / "onnx-int8" / "model.onnx").read_bytes() == written
+    assert cli.run(["export", str(folder), "--format", "onnx", "--repeats", "2", "--overwrite", *glue], tmp_path).returncode == 0
+    card = (folder / "README.md").read_text()
+    assert card.count("## Deployment") == 1 and "| student | onnx |" in card and "| student | onnx-int8 |" not in card
+    unknown = cli.run(["export", str(folder), "--format", "tflite"], tmp_path)
+    assert unknown.returncode == 2 and "unknown export format 'tflite'" in unknown.stderr

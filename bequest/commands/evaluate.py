@@ -8,7 +8,10 @@ model's own.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from torch import nn
 
 from bequest.data.tasks import get_task
 from bequest.data_config import DataConfig, QAConfig
@@ -41,10 +44,28 @@ def _user_data(task, record: dict, recipe, model_dir: Path, model_config) -> tup
     return resolved, data, seed
 
 
-def evaluate_folder(model_dir, task_name: str | None, data_dir: str | None, max_length: int | None,
-                    batch_size: int | None, output: Path | None, overwrite: bool, split: str = "validation",
-                    recipe=None) -> dict[str, float]:
-    """Re-score an exported folder with the settings it was scored with at export (recorded in bequest.json)."""
+@dataclass
+class Scoring:
+    """An exported folder's model with the data and settings it was scored with at export."""
+
+    folder: Path
+    record: dict
+    task: object
+    model: nn.Module
+    tokenizer: object
+    loaded: object  # TaskData: the dev splits, the test split, the data files' hashes
+    max_length: int
+    batch_size: int
+    qa: QAConfig
+
+    def scores(self, model: nn.Module, split: str = "validation") -> dict[str, float]:
+        splits, primary = (self.loaded.dev, None) if split != "test" else ({"test": self.loaded.test}, "test")
+        return evaluate(model, self.task, splits, self.batch_size, self.tokenizer.pad_token_id, self.qa, primary=primary)
+
+
+def scoring(model_dir, task_name: str | None, data_dir: str | None, max_length: int | None, batch_size: int | None,
+            split: str = "validation", recipe=None) -> Scoring:
+    """Load an exported folder and the data it is scored on, with the settings it was scored with (bequest.json)."""
     model_dir = Path(model_dir)
     record = read_record(model_dir) or {}
     task_name = task_name or (recipe.task if recipe is not None else None) or record.get("task")
@@ -54,12 +75,6 @@ def evaluate_folder(model_dir, task_name: str | None, data_dir: str | None, max_
     if split == "test" and not task.from_data:
         raise BequestError(f"{task.name} is scored on its dev set(s): --split test is for tasks on your own files "
                            "(data.test)")
-    stem = f"eval_{task.name}" + ("_test" if split == "test" else "")
-    output = Path(output or model_dir / f"{stem}.json")
-    if output.is_dir():
-        raise BequestError(f"--output {output} is a folder: give the path of the JSON file to write")
-    if output.exists() and not overwrite:
-        raise BequestError(f"{output} already exists: pass --overwrite to replace it, or --output to write elsewhere")
     config = load_config(str(model_dir))
     max_length = max_length or record.get("max_length", 128)
     batch_size = batch_size or record.get("eval_batch_size", 32)
@@ -83,11 +98,28 @@ def evaluate_folder(model_dir, task_name: str | None, data_dir: str | None, max_
     loaded = load_task_data(task, data_dir, tokenizer, max_length, None, seed=seed, with_train=False,
                             max_eval_examples=record.get("max_eval_examples"), stride=qa.stride,
                             split_by_article=record.get("split_by_article"), data=data)
-    splits, primary = (loaded.dev, None) if split != "test" else ({"test": loaded.test}, "test")
-    scores = evaluate(model, task, splits, batch_size, tokenizer.pad_token_id, qa, primary=primary)
-    write_json(output, {"task": task.name, "model": str(model_dir), "max_length": max_length, "split": split,
-                        "batch_size": batch_size, "dev" if split != "test" else "test": scores,
-                        "data_files": loaded.file_hashes})
+    return Scoring(model_dir, record, task, model, tokenizer, loaded, max_length, batch_size, qa)
+
+
+def evaluate_folder(model_dir, task_name: str | None, data_dir: str | None, max_length: int | None,
+                    batch_size: int | None, output: Path | None, overwrite: bool, split: str = "validation",
+                    recipe=None) -> dict[str, float]:
+    """Re-score an exported folder with the settings it was scored with at export (recorded in bequest.json)."""
+    model_dir = Path(model_dir)
+    record = read_record(model_dir) or {}
+    task_name = task_name or (recipe.task if recipe is not None else None) or record.get("task")
+    stem = f"eval_{get_task(task_name).name}" if task_name else "eval"
+    stem += "_test" if split == "test" else ""
+    output = Path(output or model_dir / f"{stem}.json")
+    if output.is_dir():
+        raise BequestError(f"--output {output} is a folder: give the path of the JSON file to write")
+    if output.exists() and not overwrite:
+        raise BequestError(f"{output} already exists: pass --overwrite to replace it, or --output to write elsewhere")
+    setup = scoring(model_dir, task_name, data_dir, max_length, batch_size, split, recipe)
+    scores = setup.scores(setup.model, split)
+    write_json(output, {"task": setup.task.name, "model": str(model_dir), "max_length": setup.max_length, "split": split,
+                        "batch_size": setup.batch_size, "dev" if split != "test" else "test": scores,
+                        "data_files": setup.loaded.file_hashes})
     for name, value in scores.items():
         print(f"{name}: {value:.4f}")
     print(f"written to {output}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import tempfile
 import warnings
 from pathlib import Path
@@ -53,7 +54,8 @@ def export_onnx(model: nn.Module, sample: dict[str, torch.Tensor], path: Path) -
     if unknown:
         raise BequestError(f"ONNX export takes {', '.join(INPUTS)}; this tokenizer also gives {', '.join(unknown)}")
     dynamic = {name: {0: batch, 1: sequence} if name in sample else None for name in INPUTS}
-    chatter = io.StringIO()  # the exporter prints its progress: the run's own log says what happens
+    chatter = io.StringIO()  # the exporter prints its progress and logs what it skips: the run's log says what happens
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(chatter):
             warnings.simplefilter("ignore")
