@@ -139,6 +139,27 @@ def export(
 
 @app.command()
 @user_errors
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="an exported model folder (of bequest run)")],
+    input_: Annotated[Path, typer.Option("--input", help="a text file (a text a line) or a csv/tsv/jsonl/json/parquet table")],
+    output: Annotated[Path | None, typer.Option(help="the JSON-lines file to write (default: standard output)")] = None,
+    format_: Annotated[str, typer.Option("--format", help="pytorch, or an artifact written by export: onnx, onnx-int8, "
+                                                          "torch-int8")] = "pytorch",
+    columns: Annotated[list[str] | None, typer.Option("--column", help="the input's column for each text the model reads, "
+                                                                       "in order (default: text[, text_pair]; question, context)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="texts per batch")] = 32,
+    max_length: Annotated[int | None, typer.Option(min=8, help="default: the value the model was trained with")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads (default: all cores)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output file")] = False,
+) -> None:
+    """Run an exported model (any format written) on new texts: labels and scores, entities, answers or embeddings."""
+    from bequest.commands.predict import predict_file
+
+    predict_file(model_dir, input_, output, format_, batch_size, max_length, threads, columns, overwrite)
+
+
+@app.command()
+@user_errors
 def extract(
     recipe: Annotated[Path, typer.Argument(help="a recipe whose student has an extract section")],
     output: Annotated[Path, typer.Option(help="the folder to write the extracted student to")],

@@ -108,7 +108,8 @@ class TaskWorkload:
     def record(self) -> dict:
         """What a model's record says of the workload: the task, its metrics and how they were scored."""
         kind = self.task.kind
-        return {"task": self.task.name, "metrics": list(self.task.metrics), **scoring_settings(self.config),
+        return {"task": self.task.name, "task_kind": self.task.kind_name, "metrics": list(self.task.metrics),
+                **scoring_settings(self.config),
                 "pipeline_tag": kind.pipeline_tag, "pipeline_example": kind.pipeline_example,
                 "teacher_as_is": not kind.trains_teacher, "model_class": kind.model_class,
                 "library_name": kind.library_name, "example_import": kind.example_import,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification
 
-from bequest.data.features import Encoded, model_inputs
+from bequest.data.features import Encoded, encode, model_inputs
 from bequest.eval.predict import predict
 from bequest.models.outputs import output_logits
 from bequest.registry import Registry
@@ -90,6 +91,20 @@ class TaskKind:
                 temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(1 - alpha) * task loss + alpha * soft-target loss (Hinton et al.)."""
         return (1 - alpha) * self.loss(student, labels, mask) + alpha * self.soft_loss(student, teacher, temperature, mask)
+
+    # the columns `bequest predict` reads from a table (the first one from a text file, a text a line); later ones optional
+    input_columns: tuple[str, ...] = ("text", "text_pair")
+
+    def prediction_inputs(self, task, columns: dict[str, list], tokenizer, max_length: int, qa) -> Encoded:
+        """New texts (`columns`: input column -> values), tokenised for the model."""
+        pair = columns.get(self.input_columns[1]) if len(self.input_columns) > 1 else None
+        return encode(tokenizer, columns[self.input_columns[0]], pair, [0] * len(columns[self.input_columns[0]]),
+                      max_length)
+
+    def decode(self, task, data: Encoded, logits: np.ndarray, labels: list[str], qa) -> list[dict]:
+        """What the model says of each text: for classes, the best one and its probability."""
+        probabilities = torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float64)), dim=-1).numpy()
+        return [{"label": labels[int(row.argmax())], "score": float(row.max())} for row in probabilities]
 
     def batch_loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The task loss of `model` on a training batch: what fine-tuning and Taylor importance minimise."""

@@ -90,6 +90,9 @@ class Regression(Classification):
     pipeline_example = ('pipeline("text-classification", model=folder, function_to_apply="none")'
                         '("a charming and affecting journey")  # the score')
 
+    def decode(self, task, data, logits, labels, qa):
+        return [{"score": float(row[0])} for row in np.asarray(logits)]
+
     def loss(self, logits, labels, mask=None):
         return F.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
 

@@ -78,6 +78,17 @@ class ExtractiveQA(TaskKind):
         answers = best_answers(data, logits, qa.n_best, qa.max_answer_length, task.unanswerable, qa.null_threshold)
         return squad_metrics(answers, data.examples, task.unanswerable)
 
+    input_columns = ("question", "context")
+
+    def prediction_inputs(self, task, columns, tokenizer, max_length, qa):
+        rows = [{"id": str(i), "question": str(question), "context": str(context), "answers": {"text": [], "answer_start": []}}
+                for i, (question, context) in enumerate(zip(columns["question"], columns["context"]))]
+        return encode_squad(tokenizer, rows, max_length, qa.stride)
+
+    def decode(self, task, data, logits, labels, qa):
+        answers = best_answers(data, logits, qa.n_best, qa.max_answer_length, task.unanswerable, qa.null_threshold)
+        return [{"answer": answers[example["id"]]} for example in data.examples]
+
     def scoring_settings(self, config) -> dict:
         return {"qa": config.qa.model_dump(), "split_by_article": config.data.split_by_article}
 

@@ -42,6 +42,13 @@ class MultiLabel(Classification):
                 "f1_macro": float(f1_score(gold, predicted, average="macro", zero_division=0)),
                 "accuracy": float(accuracy_score(gold, predicted))}
 
+    def decode(self, task, data, logits, labels, qa):
+        rows = []
+        for row in torch.sigmoid(torch.from_numpy(np.asarray(logits, dtype=np.float64))).numpy():
+            rows.append({"labels": [labels[i] for i in np.flatnonzero(row > 0.5)],
+                         "scores": {label: float(p) for label, p in zip(labels, row)}})
+        return rows
+
     def describe(self, task):
         return f"multi-label student for {task.name} ({len(task.label_names)} labels)"
 

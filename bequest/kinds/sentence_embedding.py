@@ -128,6 +128,11 @@ class SentenceEmbedding(TaskKind):
         return {"spearman": float(spearmanr(similarity, gold).statistic * 100),
                 "pearson": float(pearsonr(similarity, gold).statistic * 100)}
 
+    input_columns = ("text",)
+
+    def decode(self, task, data, logits, labels, qa):
+        return [{"embedding": [float(x) for x in row]} for row in np.asarray(logits)]
+
     def describe(self, task):
         return "sentence-embedding student"
 

@@ -8,7 +8,7 @@ the labelled positions only, and the metrics are seqeval's entity-level precisio
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,31 @@ class TokenFeatures(Encoded):
 
     def label_tensor(self, labels: list, longest: int) -> torch.Tensor:
         return torch.tensor([row + [IGNORED] * (longest - len(row)) for row in labels])
+
+
+@dataclass
+class WordFeatures(TokenFeatures):
+    """New sentences to tag: their words, and each token's word (None on special tokens)."""
+
+    words: list[list[str]] = field(default_factory=list)
+    word_ids: list[list[int | None]] = field(default_factory=list)
+
+
+def entities(words: list[str], tags: list[str], scores: list[float]) -> list[dict]:
+    """Entity spans of tagged words: a B- tag, or an I- tag of another type than the word before, starts one
+    (as transformers' "simple" aggregation reads IOB2); its score is the mean of its words'."""
+    found, current = [], None
+    for i, (tag, score) in enumerate(zip(tags, scores)):
+        kind = tag[2:] if tag[:2] in ("B-", "I-") else None
+        if kind is not None and (tag.startswith("B-") or current is None or current["entity"] != kind):
+            current = {"entity": kind, "words": [i, i + 1], "scores": [score]}
+            found.append(current)
+        elif kind is not None:
+            current["words"][1], current["scores"] = i + 1, [*current["scores"], score]
+        else:
+            current = None
+    return [{"entity": e["entity"], "text": " ".join(words[e["words"][0]: e["words"][1]]), "words": e["words"],
+             "score": float(np.mean(e["scores"]))} for e in found]
 
 
 def encode_words(tokenizer, sentences: list[list[str]], tags: list[list[str]], index: dict[str, int], max_length: int,
@@ -56,6 +81,30 @@ class TokenClassification(TaskKind):
     pipeline_tag = "token-classification"
     pipeline_example = ('pipeline("token-classification", model=folder, aggregation_strategy="simple")'
                         '("George Washington went to Washington.")')
+
+    input_columns = ("text",)  # words separated by white space
+
+    def prediction_inputs(self, task, columns, tokenizer, max_length, qa):
+        if not getattr(tokenizer, "is_fast", False):
+            raise BequestError("token-classification needs a fast tokenizer (one that maps sub-words to words)")
+        words = [str(text).split() for text in columns["text"]]
+        tokens = tokenizer(words, is_split_into_words=True, truncation=True, max_length=max_length)
+        inputs = {name: tokens[name] for name in tokenizer.model_input_names if name in tokens}
+        word_ids = [tokens.word_ids(row) for row in range(len(words))]
+        return WordFeatures(inputs, [[IGNORED] * len(ids) for ids in word_ids], words=words, word_ids=word_ids)
+
+    def decode(self, task, data, logits, labels, qa):
+        rows = []
+        for row, (words, ids) in enumerate(zip(data.words, data.word_ids)):
+            probabilities = torch.softmax(torch.from_numpy(np.asarray(logits[row, : len(ids)], dtype=np.float64)), -1).numpy()
+            first = {}
+            for position, word in enumerate(ids):
+                if word is not None and word not in first:
+                    first[word] = position
+            tags = [labels[int(probabilities[first[w]].argmax())] for w in sorted(first)]  # words cut at max_length: none
+            scores = [float(probabilities[first[w]].max()) for w in sorted(first)]
+            rows.append({"entities": entities(words, tags, scores), "tags": tags})
+        return rows
 
     def resolve(self, spec, data, seed, cache_dir=None):
         _, tags = tagged_split(data.train, data.train_split, data, "train", cache_dir)
