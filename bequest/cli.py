@@ -78,12 +78,21 @@ def run(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a recipe key: --set students.0.train.epochs=1")] = None,
     resume: Annotated[bool, typer.Option(help="continue a killed run from its last checkpoint")] = False,
     overwrite: Annotated[bool, typer.Option(help="delete an existing run directory and start again")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(help="upload the student to this hub repo (user-or-org/name; "
+                                                         "several students: REPO_ID-<name>)")] = None,
+    private: Annotated[bool, typer.Option(help="with --push-to-hub: create the repo private")] = False,
 ) -> None:
     """Run a recipe: fine-tune the teacher if needed, distil the students, evaluate, export."""
     config = _recipe(recipe, set_, {"data.dir": data_dir, "output_dir": output_dir})
+    from bequest.hub import check_repo_id, push_students
     from bequest.pipeline import run_recipe
 
-    run_recipe(config, resume=resume, overwrite=overwrite)
+    if push_to_hub:
+        check_repo_id(push_to_hub)
+    results = run_recipe(config, resume=resume, overwrite=overwrite)
+    if push_to_hub and results:  # only the main process has results (under DDP)
+        for name, url in push_students(config.run_dir, list(results["students"]), push_to_hub, private).items():
+            print(f"{name}: pushed to {url}")
 
 
 @app.command(name="list")
@@ -130,11 +139,18 @@ def export(
     repeats: Annotated[int, typer.Option(min=1, help="timed passes per model and batch size")] = 20,
     batch_size: Annotated[int, typer.Option(min=1, help="the larger batch timed (batch 1 is timed too)")] = 32,
     overwrite: Annotated[bool, typer.Option(help="replace artifacts already written")] = False,
+    push_to_hub: Annotated[str | None, typer.Option(help="then upload the folder to this hub repo (user-or-org/name)")] = None,
+    private: Annotated[bool, typer.Option(help="with --push-to-hub: create the repo private")] = False,
 ) -> None:
     """Write a model in deployment formats (ONNX, int8), score each on the folder's data and time it."""
     from bequest.commands.export import export_formats
+    from bequest.hub import check_repo_id, push_folder
 
+    if push_to_hub:
+        check_repo_id(push_to_hub)
     export_formats(model_dir, format_, data_dir, overwrite, threads, repeats, batch_size)
+    if push_to_hub:
+        print(f"pushed to {push_folder(model_dir, push_to_hub, private)}")
 
 
 @app.command()

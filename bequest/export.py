@@ -11,8 +11,6 @@ import json
 import re
 from pathlib import Path
 
-import yaml
-
 from bequest.io import refresh_manifest, write_text
 
 EXPORT_RECORD = "bequest.json"
@@ -49,6 +47,22 @@ def _shared(record: dict) -> str:
             f"({record['sps_trained_parameters']:,} parameters), exported unrolled with identical outputs")
 
 
+def card_data(record: dict, pipeline: str, tags: list[str]):
+    """The card's hub metadata (huggingface_hub's ModelCardData): library, pipeline, tags, the teacher as base
+    model when it is a hub id, and a model-index of every dev (and test) score, so the hub renders them."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    teacher = record["teacher"]["model"]
+    hub_id = teacher.count("/") == 1 and not Path(teacher).expanduser().exists()
+    results = [EvalResult(task_type=pipeline, dataset_type=record["task"], dataset_name=record["task"],
+                          dataset_split="validation" if split == "dev" else "test", metric_type=name, metric_value=value,
+                          metric_name=f"{split} {name}")
+               for split in ("dev", "test") for name, value in record.get(split, {}).items()]
+    return ModelCardData(library_name=record.get("library_name", "transformers"), pipeline_tag=pipeline, tags=tags,
+                         base_model=teacher if hub_id else None, model_name=record["name"] if results else None,
+                         eval_results=results or None)
+
+
 def write_model_card(folder: Path, record: dict) -> None:
     """A model card with hub metadata, scores, and the provenance a reader needs to trust them."""
     task = record["task"]
@@ -63,8 +77,7 @@ def write_model_card(folder: Path, record: dict) -> None:
         origin = f"fine-tuned on {task} {'by bequest' if teacher.get('finetuned_by_bequest') else 'beforehand'}"
     else:
         origin = "distilled on raw text"
-    front = yaml.safe_dump({"library_name": record.get("library_name", "transformers"), "pipeline_tag": pipeline,
-                            "tags": ["bequest", "distillation", *tags]}, sort_keys=False)
+    front = card_data(record, pipeline, ["bequest", "distillation", *tags]).to_yaml() + "\n"
     rescore = f"\nRe-score it: `bequest evaluate path/to/this/folder --task {task}`.\n" if task else ""
     example = ""
     if record.get("pipeline_example"):  # what a plain transformers pipeline (or sentence-transformers) does with it
@@ -108,23 +121,33 @@ tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")
     (folder / "README.md").write_text(card)
 
 
-def deployment_section(deploy: dict, main: str) -> str:
-    """The model card's deployment table: this model and the others of its run in every format written."""
+def speed_section(record: dict, main: str) -> str:
+    """The card's speed: its latency beside its teacher's as the run timed them, and the deployment table."""
     from bequest.results_table import deployment_caption, deployment_rows
 
-    columns, rows = deployment_rows(deploy, main)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
-    return (f"## Deployment\n\nEach format's artifact is in the subfolder of its name, scored from its files; "
-            f"{deployment_caption(deploy)}.\n\n" + "\n".join(lines) + "\n\n")
+    parts = []
+    latency = record.get("latency")
+    if latency:
+        parts.append(f"A forward pass over {latency['batch_size']} dev examples took {latency['ms']:.1f} ms on the "
+                     f"{latency['device']} ({latency['threads']} threads), the teacher's {latency['teacher_ms']:.1f} ms: "
+                     f"{latency['speedup']:.2f}x faster (median of {latency['repeats']} passes, timed in alternation).")
+    deploy = record.get("deploy")
+    if deploy:
+        columns, rows = deployment_rows(deploy, main)
+        table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *("| " + " | ".join(r) + " |" for r in rows)]
+        parts.append("Deployment formats, each in the subfolder of its name and scored from its files; "
+                     f"{deployment_caption(deploy)}.\n\n" + "\n".join(table))
+    return "## Speed\n\n" + "\n\n".join(parts) + "\n\n" if parts else ""
 
 
-def add_deployment(folder: Path, deploy: dict, main: str) -> None:
-    """Add the deployment table to an exported folder's model card and record (and refresh its manifest)."""
+def add_measurements(folder: Path, main: str, **measured) -> None:
+    """Add what was measured after export (`latency`, `deploy`) to a folder's record and model card, and refresh
+    its manifest."""
     folder = Path(folder)
-    card = re.sub(r"\n## Deployment\n.*?(?=\n## )", "", (folder / "README.md").read_text(), count=1, flags=re.S)
-    write_text(folder / "README.md", card.replace("\n## Recipe\n", "\n" + deployment_section(deploy, main) + "## Recipe\n", 1))
-    record = read_record(folder) or {}
-    write_record(folder, {**record, "deploy": deploy})
+    record = {**(read_record(folder) or {}), **measured}
+    write_record(folder, record)
+    card = re.sub(r"\n## Speed\n.*?(?=\n## )", "", (folder / "README.md").read_text(), count=1, flags=re.S)
+    write_text(folder / "README.md", card.replace("\n## Recipe\n", "\n" + speed_section(record, main) + "## Recipe\n", 1))
     refresh_manifest(folder)
 
 

@@ -24,7 +24,7 @@ from bequest.deploy.measure import deployment_table
 from bequest.distil import Run, distil_student
 from bequest.environment import environment
 from bequest.errors import BequestError
-from bequest.export import add_deployment
+from bequest.export import add_measurements
 from bequest.init.base import StudentContext
 from bequest.init.student import check_schedule, check_student, student_shape
 from bequest.io import check_writable, write_json, write_text
@@ -152,8 +152,12 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
                  for name, row in [("teacher", teacher_info)] + list(students.items())}
         deploy = deployment_table(models, config.export.formats, run.workload.sample, run.workload.final_scores, known,
                                   run.pad, settings.latency_batch_size, settings.latency_repeats, settings.latency_threads)
-        for name in students:
-            add_deployment(run.dir / name, deploy, run.workload.task.main_metric)
+    main_metric = run.workload.describe()["main_metric"]
+    for name, row in students.items():
+        timing = {"batch_size": settings.latency_batch_size, "ms": row["latency_ms"], "teacher_ms": latency["teacher"],
+                  "speedup": row["speedup"], "device": str(accelerator.device), "threads": threads,
+                  "repeats": settings.latency_repeats}
+        add_measurements(run.dir / name, main_metric, latency=timing, **({"deploy": deploy} if deploy else {}))
     results = {
         **run.workload.describe(),
         "teacher": teacher_info,

@@ -61,8 +61,14 @@ def test_a_run_writes_scores_and_times_every_format_and_plain_onnxruntime_agrees
     assert (tmp_path / "run" / "teacher" / "onnx-int8" / "model.onnx").is_file()
 
     card = (folder / "README.md").read_text()
-    assert "## Deployment" in card and "| student | onnx-int8 |" in card
+    assert "## Speed" in card and "| student | onnx-int8 |" in card and "x faster" in card
     assert json.loads((folder / "bequest.json").read_text())["deploy"]["rows"] == deploy["rows"]
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(folder / "README.md").data  # the hub's own reader: a model-index of the scores
+    assert {(r.dataset_split, r.metric_type): r.metric_value for r in data.eval_results} == {
+        ("validation", name): value for name, value in results["students"]["student"]["dev"].items()}
+    assert data.base_model is None  # the teacher is a local folder, not a hub id
     from bequest.io import check_manifest
 
     check_manifest(folder)  # the card and the artifacts added after export are in the folder's manifest
@@ -156,6 +162,38 @@ def test_bequest_export_adds_formats_to_an_exported_folder_and_keeps_what_exists
     assert (folder / "onnx-int8" / "model.onnx").read_bytes() == written
     assert cli.run(["export", str(folder), "--format", "onnx", "--repeats", "2", "--overwrite", *glue], tmp_path).returncode == 0
     card = (folder / "README.md").read_text()
-    assert card.count("## Deployment") == 1 and "| student | onnx |" in card and "| student | onnx-int8 |" not in card
+    assert card.count("## Speed") == 1 and "x faster" in card and "| student | onnx |" in card and "| student | onnx-int8 |" not in card
     unknown = cli.run(["export", str(folder), "--format", "tflite"], tmp_path)
     assert unknown.returncode == 2 and "unknown export format 'tflite'" in unknown.stderr
+
+
+def test_push_to_hub_uploads_every_student_folder_and_an_unreachable_hub_is_one_line(tmp_path, tiny_teacher, tiny_glue,
+                                                                                      monkeypatch, capsys):
+    from huggingface_hub import HfApi
+    from typer.testing import CliRunner
+
+    from bequest.cli import app
+
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw["repo_id"], kw))
+                        or type("Commit", (), {"commit_url": f"https://hf.co/{kw['repo_id']}/commit/1"})())
+    students = [STUDENT, {**STUDENT, "name": "other"}]
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue, students=students, eval={"latency_repeats": 2})
+    result = CliRunner().invoke(app, ["run", str(recipe), "--push-to-hub", "me/tiny", "--private"])
+    assert result.exit_code == 0, result.output
+    uploads = {repo: kw["folder_path"] for kind, repo, kw in calls if kind == "upload"}
+    assert uploads == {"me/tiny-student": str(tmp_path / "run" / "student"), "me/tiny-other": str(tmp_path / "run" / "other")}
+    assert all(kw["private"] and kw["exist_ok"] for kind, _, kw in calls if kind == "create")
+    assert "student: pushed to https://hf.co/me/tiny-student/commit/1" in result.output
+
+    def offline(self, repo_id, **kw):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(HfApi, "create_repo", offline)
+    from bequest.hub import push_folder
+
+    with pytest.raises(BequestError, match=r"cannot push .* to the hub as me/tiny \(ConnectionError: no network\): check"):
+        push_folder(tmp_path / "run" / "student", "me/tiny")
+    bad = CliRunner().invoke(app, ["run", str(recipe), "--push-to-hub", "no such/repo!"])
+    assert bad.exit_code == 2 and "not a hub repo id" in bad.output

@@ -9,7 +9,7 @@ from bequest.commands.evaluate import scoring
 from bequest.deploy import FORMATS
 from bequest.deploy.measure import deployment_table
 from bequest.errors import BequestError
-from bequest.export import add_deployment
+from bequest.export import add_measurements
 from bequest.results_table import print_deployment
 
 
@@ -35,6 +35,6 @@ def export_formats(model_dir, formats: list[str], data_dir: str | None = None, o
     data = next(iter(setup.loaded.dev.values()))
     deploy = deployment_table({model_dir.name: (setup.model, model_dir)}, formats, data, score, {},
                               setup.tokenizer.pad_token_id, batch_size, repeats, threads)
-    add_deployment(model_dir, deploy, setup.task.main_metric)
+    add_measurements(model_dir, setup.task.main_metric, deploy=deploy)
     print_deployment(deploy, setup.task.main_metric)
     return deploy
