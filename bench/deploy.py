@@ -54,13 +54,15 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the run directory here (default: a temporary one)")
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
+        where = args.keep or Path(scratch)
         overrides = [("data.dir", str(args.data / "glue")), ("students", STUDENTS), ("export.formats", FORMATS),
-                     ("eval.latency_repeats", args.repeats), ("output_dir", str(Path(scratch) / "run")),
-                     ("cache_dir", str(Path(scratch) / "cache"))]
+                     ("eval.latency_repeats", args.repeats), ("output_dir", str(where / "run")),
+                     ("cache_dir", str(where / "cache"))]
         results = run_recipe(load_config(ROOT / "recipes" / "quickstart.yaml", overrides))
     deploy = results["deploy"]
     entry = {"deploy": deploy, "commit": commit, "wall_minutes": round((time.perf_counter() - started) / 60, 1),
