@@ -127,19 +127,21 @@ def main(argv=None) -> None:
             entry = run_seed(args.data, seed, args.students, args.sentences, Path(scratch))
         args.out.mkdir(parents=True, exist_ok=True)
         entries = json.loads(path.read_text()) if path.is_file() else {}
-        previous = entries.get(str(seed), {}).get("rows", {})
-        entry["rows"] = {**previous, **entry["rows"]}  # students run in another call for this seed are kept
-        entries[str(seed)] = {**entry, "machine": machine, "commit": commit,
-                              "command": f"python bench/embeddings.py --data DATA --seeds {seed} --students "
-                                         f"{' '.join(args.students)} --sentences {args.sentences}"}
+        previous = entries.get(str(seed), {})
+        entry["rows"] = {**previous.get("rows", {}), **entry["rows"]}  # students run in another call for this seed are kept
+        run = {"machine": machine, "commit": commit, "wall_minutes": entry.pop("wall_minutes"), "students": args.students,
+               "command": f"python bench/embeddings.py --data DATA --seeds {seed} --students {' '.join(args.students)} "
+                          f"--sentences {args.sentences}"}
+        entries[str(seed)] = {**entry, "runs": [*previous.get("runs", []), run]}
         path.write_text(json.dumps(entries, indent=1) + "\n")
     write_report(args.out)
 
 
 def write_report(out: Path) -> None:
     entries = json.loads((out / "embeddings.json").read_text())
-    runs = "\n".join(f"- seed {seed}: `{e['command']}` (commit {e['commit']}; {e['machine']}; {e['wall_minutes']} min)"
-                     for seed, e in sorted(entries.items()))
+    runs = "\n".join(f"- seed {seed}: `{r['command']}` (commit {r['commit']}; {r['machine']}; {r['wall_minutes']} min)"
+                     + (f". {r['note']}" if r.get("note") else "")
+                     for seed, e in sorted(entries.items()) for r in e["runs"])
     (out / "embeddings.md").write_text(
         "# Sentence embeddings: all-MiniLM-L6-v2 students\n\n"
         "Distilled with the embedding MSE on Wikipedia sentences (the sample cut into sentences, a seeded subset), "
