@@ -94,6 +94,31 @@ def test_the_torch_int8_artifact_is_what_runs(tmp_path, tiny_teacher):
         assert not torch.equal(fmt.load(tmp_path, model, 1)(**inputs).logits, loaded)
 
 
+def test_onnx_int8_scales_each_output_channel_and_its_sessions_do_not_spin(tmp_path, tiny_teacher):
+    import onnx
+    from transformers import AutoModelForSequenceClassification
+
+    from bequest.deploy.onnx import OnnxInt8Format
+
+    class PerTensor(OnnxInt8Format):
+        per_channel = False
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher), num_labels=2).eval()
+    inputs = {"input_ids": torch.tensor([[2, 7, 9, 4, 3], [2, 5, 3, 0, 0]]), "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])}
+    scales = {}
+    for fmt in (OnnxInt8Format(), PerTensor()):
+        (tmp_path / str(fmt.per_channel)).mkdir()
+        fmt.write(model, inputs, tmp_path / str(fmt.per_channel))
+        graph = onnx.load(str(tmp_path / str(fmt.per_channel) / "model.onnx")).graph
+        weights = {name.removesuffix("_quantized") for node in graph.node if node.op_type == "MatMulInteger"
+                   for name in node.input if name.endswith("_quantized")}
+        scales[fmt.per_channel] = [list(i.dims) for i in graph.initializer if i.name.removesuffix("_scale") in weights]
+    assert scales[True] and all(dims and dims[0] > 1 for dims in scales[True])
+    assert scales[False] and all(not dims or dims == [1] for dims in scales[False])
+    session = OnnxInt8Format().load(tmp_path / "True", model, 1).session
+    assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_an_unknown_format_and_formats_on_a_corpus_are_one_line(tmp_path, tiny_teacher, tiny_glue):
     with pytest.raises(BequestError, match=r"export.formats: unknown export format 'tflite': use one of onnx, onnx-int8, pytorch, torch-int8"):
         load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, export={"formats": ["tflite"]}))
