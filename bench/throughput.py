@@ -1,4 +1,4 @@
-"""Training throughput: bequest against TextBrewer and a plain PyTorch loop (issue 4).
+"""Training throughput: bequest against transformers' Trainer (issue 21), TextBrewer and a plain loop (issue 4).
 
 Same teacher (the default MiniLM-L6 fine-tuned by the quickstart recipe on 8,000 SST-2
 sentences), same 3-layer student from its layers 0-2, same data, batch size, optimiser
@@ -9,24 +9,29 @@ repetition (the seed changes between repetitions). Three settings:
 - `kd+hidden+attention`: KD + hidden-state MSE (layers 0-3 -> 0,2,4,6) + attention KL (layers 0-2 -> 1,3,5);
 - `finetune`: the teacher's own fine-tuning (task loss, 6 layers), from the pretrained checkpoint.
 
-TextBrewer and the plain loop draw random batches padded to their longest example (their usual
-data loader); bequest groups batches by length (its default). Each row reports the training
-loop's examples/s (one-off teacher passes that fill bequest's caches are timed separately, and
-included in `end_to_end_ex_per_s`), the dev accuracy after the run, the peak resident memory,
+The Trainer is the route a user takes without bequest: a KD `compute_loss` with the teacher's forward
+inside it, batches grouped by length, fused AdamW, in bf16 and fp32. TextBrewer and the plain loop draw
+random batches padded to their longest example (their usual data loader); bequest groups batches by
+length (its default). Each row reports the training loop's examples/s (one-off teacher passes that
+fill bequest's caches are timed separately, and included in `end_to_end_ex_per_s`), the ratio to the
+Trainer at the same precision (`x_trainer`), the dev accuracy after the run, the peak resident memory,
 and the fraction of the machine's limit: the FLOPs the run could not avoid (student forward and
-backward over real tokens only, no teacher: it can be cached) at the fp32 matmul peak measured
-in this process.
+backward over real tokens only, no teacher: it can be cached) at the matmul peak of the row's precision
+measured in this process. `--profile` adds torch.profiler's table of bequest's bf16 KD step.
 
-    python bench/throughput.py --data ../shared/data          # about an hour on 2 CPU cores
+    python bench/throughput.py --data ../shared/data --profile     # about 1.5 hours on 2 CPU cores
+    python bench/throughput.py --methods bequest "Trainer, bf16"   # only these rows; the others are kept
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -126,7 +131,7 @@ def eager(model):
 
 
 def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = True, precision: str = "auto",
-                compile: bool = False, cache_mb: float = 2048) -> dict:
+                compile: bool = False, cache_mb: float = 2048, profiler=None) -> dict:
     teacher, data = setup["teacher"], setup["train"]
     accelerator = make_accelerator(RuntimeConfig(precision=precision, compile=compile))
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, group_by_length=group)  # bequest's defaults otherwise
@@ -148,8 +153,9 @@ def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = Tr
                 internals, note = cache_teacher_outputs(teacher, data, teacher_reads(terms), cache_mb, 64, setup["pad"])
                 print(note, file=sys.stderr)
             fill = time.perf_counter() - started
-            log = train(Distiller(model, terms, teacher, soft, internals), data, lambda m, b: m(b), cfg, seed=seed,
-                        pad_token_id=setup["pad"], accelerator=accelerator, checkpoint_dir=Path(scratch), desc="bequest")
+            with profiler or contextlib.nullcontext():
+                log = train(Distiller(model, terms, teacher, soft, internals), data, lambda m, b: m(b), cfg, seed=seed,
+                            pad_token_id=setup["pad"], accelerator=accelerator, checkpoint_dir=Path(scratch), desc="bequest")
         total = time.perf_counter() - started
     return {"train_seconds": log["seconds"], "cache_fill_seconds": fill, "total_seconds": total,
             "examples": log["examples"], "model": model, **memory.mb}
@@ -200,6 +206,24 @@ def textbrewer_run(setup, setting: str, seed: int, epochs: int) -> dict:
             "examples": epochs * len(setup["train"]), "model": model, **memory.mb}
 
 
+def step_loss(setup, setting: str, teacher, out, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The loss as a user computes it each step: the teacher's forward inside it (hidden states and attention
+    maps too for the intermediate setting), bequest's formulas."""
+    if setting == "finetune":
+        return CLASSIFICATION.loss(out.logits, labels)
+    attention = setting == "kd+hidden+attention"
+    with torch.no_grad():
+        target = teacher(**inputs, output_hidden_states=attention, output_attentions=attention)
+    loss = CLASSIFICATION.kd_loss(out.logits, target.logits, labels, ALPHA, TEMPERATURE)
+    mask = inputs["attention_mask"]
+    for s, t in setup["hidden_pairs"] if attention else ():
+        loss = loss + losses.hidden_mse(out.hidden_states[s], target.hidden_states[t], mask)
+    for s, t in setup["attention_pairs"] if attention else ():
+        log_s, log_t = (torch.log(a.clamp_min(1e-30)) for a in (out.attentions[s], target.attentions[t]))
+        loss = loss + losses.distribution_kl(F.log_softmax(log_s, -1), F.log_softmax(log_t, -1), mask)
+    return loss
+
+
 def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
     """The loop a user writes first: teacher every step, default AdamW, random batches."""
     batches = random_batches(setup, seed, epochs)
@@ -219,18 +243,7 @@ def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
         for batch in batches:
             inputs = {k: v for k, v in batch.items() if k != "labels"}
             out = model(**inputs, output_hidden_states=attention, output_attentions=attention)
-            if setting == "finetune":
-                loss = CLASSIFICATION.loss(out.logits, batch["labels"])
-            else:
-                with torch.no_grad():
-                    target = teacher(**inputs, output_hidden_states=attention, output_attentions=attention)
-                loss = CLASSIFICATION.kd_loss(out.logits, target.logits, batch["labels"], ALPHA, TEMPERATURE)
-                mask = batch["attention_mask"]
-                for s, t in setup["hidden_pairs"] if attention else ():
-                    loss = loss + losses.hidden_mse(out.hidden_states[s], target.hidden_states[t], mask)
-                for s, t in setup["attention_pairs"] if attention else ():
-                    log_s, log_t = (torch.log(a.clamp_min(1e-30)) for a in (out.attentions[s], target.attentions[t]))
-                    loss = loss + losses.distribution_kl(F.log_softmax(log_s, -1), F.log_softmax(log_t, -1), mask)
+            loss = step_loss(setup, setting, teacher, out, inputs, batch["labels"])
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -239,6 +252,50 @@ def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
         seconds = time.perf_counter() - started
     return {"train_seconds": seconds, "cache_fill_seconds": 0.0, "total_seconds": seconds,
             "examples": epochs * len(setup["train"]), "model": model, **memory.mb}
+
+
+def trainer_run(setup, setting: str, seed: int, epochs: int, *, precision: str = "fp32") -> dict:
+    """transformers' Trainer with a KD `compute_loss`, the route of the transformers KD guide and of setfit's and
+    TRL's distillation trainers: the teacher's forward inside the loss every step, batches grouped by length,
+    fused AdamW, bf16 through the Trainer's own autocast when asked; otherwise the same settings as bequest's
+    rows (batch 32, lr 1e-4, 10% warm-up then linear decay, weight decay 0.01 off biases and LayerNorms,
+    clipping at 1.0)."""
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    data, attention = setup["train"], setting == "kd+hidden+attention"
+    rows = {**data.inputs, "labels": data.labels}
+    dataset = Dataset.from_dict(rows | {"length": data.lengths})
+    if setting == "finetune":
+        model, teacher = copy.deepcopy(setup["pretrained"]), None
+    else:
+        model, _ = init_student(setup["teacher"], "lower", 3, seed)
+        teacher = eager(setup["teacher"]) if attention else setup["teacher"]
+        model = eager(model) if attention else model
+
+    class KDTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            labels = inputs.pop("labels")
+            out = model(**inputs, output_hidden_states=attention, output_attentions=attention)
+            loss = step_loss(setup, setting, teacher, out, inputs, labels)
+            return (loss, out) if return_outputs else loss
+
+    with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
+        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=BATCH, learning_rate=LR,
+                                 num_train_epochs=epochs, warmup_steps=0.1, lr_scheduler_type="linear",
+                                 weight_decay=0.01, max_grad_norm=1.0, optim="adamw_torch_fused",
+                                 train_sampling_strategy="group_by_length", bf16=precision == "bf16", use_cpu=True,
+                                 seed=seed, save_strategy="no", logging_strategy="no", report_to="none",
+                                 disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
+        runner = KDTrainer(model=model, args=args, train_dataset=dataset,
+                           data_collator=DataCollatorWithPadding(setup["tokenizer"]))
+        if teacher is not None:
+            teacher.to(runner.args.device).eval()
+        started = time.perf_counter()
+        runner.train()
+        seconds = time.perf_counter() - started
+    return {"train_seconds": seconds, "cache_fill_seconds": 0.0, "total_seconds": seconds,
+            "examples": epochs * len(data), "model": model, **memory.mb}
 
 
 # ------------------------------------------------------------------ the benchmark
@@ -256,19 +313,21 @@ def setup_run(data_dir: Path, train_examples: int) -> dict:
     student, _ = init_student(teacher, "lower", 3, 0)
     terms = build_terms(ObjectivesConfig.model_validate(INTERMEDIATE), student.config, teacher.config)
     return {"config": config, "task": work.task, "train": work.train, "dev": work.dev, "pad": run.pad, "teacher": teacher,
+            "tokenizer": run.tokenizer,
             "pretrained": pretrained, "student_config": student.config,
             "hidden_pairs": terms["hidden"][1].pairs, "attention_pairs": terms["attention_kl"][1].pairs}
 
 
-FP32 = {"precision": "fp32"}
+FP32, BF16 = {"precision": "fp32"}, {"precision": "bf16"}
+TRAINER = [("Trainer, bf16", BF16), ("Trainer, fp32", FP32)]
 VARIANTS = {
-    "kd": [("bequest", {}), ("bequest, fp32", FP32), ("bequest, fp32, random batches", {**FP32, "group": False}),
+    "kd": [("bequest", {}), ("bequest, fp32", FP32), *TRAINER, ("bequest, fp32, random batches", {**FP32, "group": False}),
            ("bequest, fp32, torch.compile", {**FP32, "compile": True}), ("TextBrewer", {}), ("plain loop", {})],
-    "kd+hidden+attention": [("bequest", {}), ("bequest, fp32", FP32), ("bequest, fp32, teacher every step", {**FP32, "cache_mb": 0}),
-                            ("TextBrewer", {}), ("plain loop", {})],
-    "finetune": [("bequest", {}), ("bequest, fp32", FP32), ("TextBrewer", {}), ("plain loop", {})],
+    "kd+hidden+attention": [("bequest", {}), ("bequest, fp32", FP32), *TRAINER,
+                            ("bequest, fp32, teacher every step", {**FP32, "cache_mb": 0}), ("TextBrewer", {}), ("plain loop", {})],
+    "finetune": [("bequest", {}), ("bequest, fp32", FP32), *TRAINER, ("TextBrewer", {}), ("plain loop", {})],
 }
-RUNNERS = {"bequest": bequest_run, "TextBrewer": textbrewer_run, "plain loop": plain_run}
+RUNNERS = {"bequest": bequest_run, "Trainer": trainer_run, "TextBrewer": textbrewer_run, "plain loop": plain_run}
 
 
 def measure(setup, setting: str, method: str, options: dict, seed: int, epochs: int, peak: dict) -> dict:
@@ -280,7 +339,9 @@ def measure(setup, setting: str, method: str, options: dict, seed: int, epochs: 
     config = setup["teacher"].config if setting == "finetune" else setup["student_config"]
     limit_flops = train_flops(config, setup["train"].lengths) * epochs  # the work no implementation can skip
     ex_per_s = result["examples"] / result["train_seconds"]
-    precision = resolved_precision(RuntimeConfig(precision=options.get("precision", "auto"))) if runner is bequest_run else "fp32"
+    precision = options.get("precision", "fp32")
+    if runner is bequest_run:
+        precision = resolved_precision(RuntimeConfig(precision=options.get("precision", "auto")))
     gflops = peak[precision]
     return {
         "setting": setting, "method": method, "precision": precision, "seed": seed, "epochs": epochs, "examples": result["examples"],
@@ -298,52 +359,94 @@ def summarise(rows: list[dict]) -> list[dict]:
     table = []
     for setting in VARIANTS:
         mine = [r for r in rows if r["setting"] == setting]
-        if not mine:
-            continue
-        textbrewer = [r["ex_per_s"] for r in mine if r["method"] == "TextBrewer"]
+
+        def mean_ex_per_s(method, precision=None):
+            values = [r["ex_per_s"] for r in mine if r["method"] == method and precision in (None, r["precision"])]
+            return statistics.mean(values) if values else None
+
         for method, _ in VARIANTS[setting]:
             group = [r for r in mine if r["method"] == method]
             if not group:
                 continue
-            ratio = statistics.mean(r["ex_per_s"] for r in group) / statistics.mean(textbrewer) if textbrewer else None
+            speed = statistics.mean(r["ex_per_s"] for r in group)
+            trainer = mean_ex_per_s(f"Trainer, {group[0]['precision']}")
+            textbrewer = mean_ex_per_s("TextBrewer")
 
             def spread(key, digits):
                 values = [r[key] for r in group]
                 mean = statistics.mean(values)
                 return f"{mean:.{digits}f} ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else f"{mean:.{digits}f}"
 
-            table.append({"setting": setting, "method": method, "precision": group[0]["precision"], "runs": len(group), "ex/s": spread("ex_per_s", 1),
-                          "x TextBrewer": f"{ratio:.2f}" if ratio else "-",
+            table.append({"setting": setting, "method": method, "precision": group[0]["precision"],
+                          "epochs": group[0]["epochs"], "runs": len(group), "ex/s": spread("ex_per_s", 1),
+                          "x_trainer": round(speed / trainer, 2) if trainer else None,
+                          "x TextBrewer": f"{speed / textbrewer:.2f}" if textbrewer else "-",
                           "end-to-end ex/s": spread("end_to_end_ex_per_s", 1), "dev accuracy": spread("dev_accuracy", 4),
                           "peak RSS MB": f"{max(r['peak_rss_mb'] for r in group)}",
-                          "fraction of limit": spread("fraction_of_limit", 3)})
+                          "fraction of limit": spread("fraction_of_limit", 3), "commit": group[0].get("commit", "-")})
     return table
 
 
-def write_results(rows, peak, args, seconds, out: Path) -> None:
+def profile_step(setup, steps: int = 40) -> str:
+    """Where the time of bequest's bf16 logit-KD step goes: torch.profiler's operator table over `steps`
+    training steps (the teacher's logits are computed before the profiler starts, as they are cached)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    subset = {**setup, "train": setup["train"].select(range(min(len(setup["train"]), steps * BATCH)))}
+    profiler = profile(activities=[ProfilerActivity.CPU])
+    bequest_run(subset, "kd", 1, 1, profiler=profiler)
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=18, max_name_column_width=40)
+
+
+def load_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    return earlier["rows"] if isinstance(earlier, dict) else earlier
+
+
+def write_results(rows, peak, command: str, seconds, out: Path, profile: str | None) -> None:
+    """Write the table; rows of (setting, method) pairs this run did not measure are kept from the last file,
+    with the commit that measured them."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "throughput.json").write_text(json.dumps(rows, indent=1) + "\n")
-    table = summarise(rows)
+    measured = {(r["setting"], r["method"]) for r in rows}
+    kept = [r for r in load_rows(out / "throughput.json") if (r["setting"], r["method"]) not in measured]
+    table = summarise(kept + rows)
+    previous = json.loads((out / "throughput.json").read_text()) if (out / "throughput.json").exists() else {}
+    profile = profile or (previous.get("profile") if isinstance(previous, dict) else None)
+    (out / "throughput.json").write_text(json.dumps({"table": table, "rows": kept + rows, "profile": profile,
+                                                     "peak_gflops": peak}, indent=1) + "\n")
     header = list(table[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in table]
+    lines += ["| " + " | ".join("-" if row[h] is None else str(row[h]) for h in header) + " |" for row in table]
     machine = (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, "
                f"{torch.get_num_threads()} threads; matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    text = f"""# Training throughput: bequest vs TextBrewer vs a plain loop
+    commits = sorted({r.get("commit", "-") for r in kept + rows})
+    text = f"""# Training throughput: bequest vs transformers' Trainer, TextBrewer and a plain loop
 
-Command: `python bench/throughput.py {' '.join(args)}`
+Last command: `{command}` ({seconds / 60:.1f} min)
 Machine: {machine}
-Wall time: {seconds / 60:.1f} min. Mean ± standard deviation over the repetitions (seeds), methods alternating within each.
+Rows from commits {", ".join(commits)} (the `commit` column); a command measures only the methods it names, and
+keeps the others' rows. Mean ± standard deviation over the repetitions (seeds), methods alternating within each.
 
 {chr(10).join(lines)}
 
 - ex/s: examples per second of the training loop; end-to-end adds the one-off teacher passes
   that fill bequest's logit and teacher-output caches (paid once per dataset, shared by later epochs and runs).
+- x_trainer: ex/s over the Trainer row's of the same setting and precision.
 - fraction of limit: the FLOPs no implementation can skip (the trained model's forward and backward
   on real tokens; the teacher's outputs can be cached) per second, over the matmul peak of the row's precision.
 - bequest's rows without "fp32" run its defaults: `runtime.precision: auto` resolves to bf16 on this CPU (AMX).
+- The Trainer: a `compute_loss` with the teacher's forward inside it, `train_sampling_strategy="group_by_length"`,
+  `optim="adamw_torch_fused"`, `bf16=True` or fp32, the same hyper-parameters.
 - TextBrewer and the plain loop draw random batches padded to the batch's longest example; bequest groups them by length.
-- Attention objectives in TextBrewer and the plain loop need the models' attention maps, so they run the eager attention kernels.
+- Attention objectives outside bequest need the models' attention maps, so they run the eager attention kernels.
+
+## Where a bequest bf16 logit-KD step's time goes (torch.profiler, CPU)
+
+```
+{profile or "not profiled"}
+```
 """
     (out / "throughput.md").write_text(text)
 
@@ -352,24 +455,33 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--train-examples", type=int, default=8000)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--reps", type=int, nargs=3, default=[3, 2, 1], metavar=("KD", "INTERMEDIATE", "FINETUNE"))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--reps", type=int, nargs=3, default=[2, 2, 1], metavar=("KD", "INTERMEDIATE", "FINETUNE"))
     parser.add_argument("--settings", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--methods", nargs="+", default=None, help="measure only these methods (default: all)")
+    parser.add_argument("--profile", action="store_true", help="profile bequest's bf16 KD step")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args(argv)
+    command = "python bench/throughput.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     started = time.perf_counter()
     setup = setup_run(args.data, args.train_examples)
     peak = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
     print(f"matmul peak: {peak}", file=sys.stderr)
+    profile = profile_step(setup) if args.profile else None
     rows = []
     for setting, reps in zip(VARIANTS, args.reps):
         if setting not in args.settings:
             continue
         for rep in range(reps):
             for method, options in VARIANTS[setting]:
-                rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak))
+                if args.methods and method not in args.methods:
+                    continue
+                rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak) | {"commit": commit})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-                write_results(rows, peak, sys.argv[1:] if argv is None else argv, time.perf_counter() - started, args.out)
+                write_results(rows, peak, command, time.perf_counter() - started, args.out, profile)
+    if not rows:
+        write_results(rows, peak, command, time.perf_counter() - started, args.out, profile)
 
 
 if __name__ == "__main__":

@@ -198,7 +198,7 @@ class ExportConfig(Section):
     """What each model is written as besides its PyTorch folder; every format is scored and timed."""
 
     formats: list[str] = Field(["pytorch"], min_length=1, description="pytorch (the folder itself), and any of onnx, "
-                               "onnx-int8, torch-int8 (bequest list: export formats): each written to <model>/<format>, "
+                               "onnx-int8, onnx-int8-tensor, torch-int8 (bequest list: export formats): each written to <model>/<format>, "
                                "for the teacher too (<run dir>/teacher), scored on the dev data and timed at batch 1 "
                                "and eval.latency_batch_size")
 

@@ -98,15 +98,12 @@ def test_onnx_int8_scales_each_output_channel_and_its_sessions_do_not_spin(tmp_p
     import onnx
     from transformers import AutoModelForSequenceClassification
 
-    from bequest.deploy.onnx import OnnxInt8Format
-
-    class PerTensor(OnnxInt8Format):
-        per_channel = False
+    from bequest.deploy.onnx import OnnxInt8Format, OnnxInt8PerTensorFormat
 
     model = AutoModelForSequenceClassification.from_pretrained(str(tiny_teacher), num_labels=2).eval()
     inputs = {"input_ids": torch.tensor([[2, 7, 9, 4, 3], [2, 5, 3, 0, 0]]), "attention_mask": torch.tensor([[1] * 5, [1, 1, 1, 0, 0]])}
     scales = {}
-    for fmt in (OnnxInt8Format(), PerTensor()):
+    for fmt in (OnnxInt8Format(), OnnxInt8PerTensorFormat()):
         (tmp_path / str(fmt.per_channel)).mkdir()
         fmt.write(model, inputs, tmp_path / str(fmt.per_channel))
         graph = onnx.load(str(tmp_path / str(fmt.per_channel) / "model.onnx")).graph
@@ -120,7 +117,7 @@ def test_onnx_int8_scales_each_output_channel_and_its_sessions_do_not_spin(tmp_p
 
 
 def test_an_unknown_format_and_formats_on_a_corpus_are_one_line(tmp_path, tiny_teacher, tiny_glue):
-    with pytest.raises(BequestError, match=r"export.formats: unknown export format 'tflite': use one of onnx, onnx-int8, pytorch, torch-int8"):
+    with pytest.raises(BequestError, match=r"export.formats: unknown export format 'tflite': use one of onnx, onnx-int8, onnx-int8-tensor, pytorch, torch-int8"):
         load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, export={"formats": ["tflite"]}))
     with pytest.raises(BequestError, match=r"export.formats: a task-agnostic student is fine-tuned"):
         load_config(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, task=None, corpus={"files": [str(tmp_path)]},

@@ -122,3 +122,11 @@ class OnnxInt8Format(OnnxFormat):
             export_onnx(model, sample, fp32)
             quantize_dynamic(str(fp32), str(Path(out) / MODEL_FILE), weight_type=QuantType.QInt8,
                              per_channel=self.per_channel)
+
+
+@register_format
+class OnnxInt8PerTensorFormat(OnnxInt8Format):
+    """ONNX with int8 weights, one scale per weight matrix: faster at batch 1, less accurate (docs/deploy.md)"""
+
+    key = "onnx-int8-tensor"
+    per_channel = False
