@@ -88,14 +88,18 @@ class PeakMemory:
         return {"peak_rss_mb": round(self.peak / 2**20), "added_rss_mb": round((self.peak - self.start) / 2**20)}
 
 
-def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 10, device: str = "cpu") -> float:
+    """The best of `repeats` square matmuls: the machine's practical peak for `dtype`."""
+    a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best / 1e9
 
@@ -131,10 +135,10 @@ def eager(model):
 
 
 def bequest_run(setup, setting: str, seed: int, epochs: int, *, group: bool = True, precision: str = "auto",
-                compile: bool = False, cache_mb: float = 2048, profiler=None) -> dict:
+                compile: bool = False, cache_mb: float = 2048, profiler=None, batch: int = BATCH) -> dict:
     teacher, data = setup["teacher"], setup["train"]
     accelerator = make_accelerator(RuntimeConfig(precision=precision, compile=compile))
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, learning_rate=LR, group_by_length=group)  # bequest's defaults otherwise
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, learning_rate=LR, group_by_length=group)  # bequest's defaults otherwise
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
         if setting == "finetune":
             model = copy.deepcopy(setup["pretrained"])
@@ -254,7 +258,7 @@ def plain_run(setup, setting: str, seed: int, epochs: int) -> dict:
             "examples": epochs * len(setup["train"]), "model": model, **memory.mb}
 
 
-def trainer_run(setup, setting: str, seed: int, epochs: int, *, precision: str = "fp32") -> dict:
+def trainer_run(setup, setting: str, seed: int, epochs: int, *, precision: str = "fp32", batch: int = BATCH) -> dict:
     """transformers' Trainer with a KD `compute_loss`, the route of the transformers KD guide and of setfit's and
     TRL's distillation trainers: the teacher's forward inside the loss every step, batches grouped by length,
     fused AdamW, bf16 through the Trainer's own autocast when asked; otherwise the same settings as bequest's
@@ -281,10 +285,11 @@ def trainer_run(setup, setting: str, seed: int, epochs: int, *, precision: str =
             return (loss, out) if return_outputs else loss
 
     with tempfile.TemporaryDirectory() as scratch, PeakMemory() as memory:
-        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=BATCH, learning_rate=LR,
+        args = TrainingArguments(output_dir=scratch, per_device_train_batch_size=batch, learning_rate=LR,
                                  num_train_epochs=epochs, warmup_steps=0.1, lr_scheduler_type="linear",
                                  weight_decay=0.01, max_grad_norm=1.0, optim="adamw_torch_fused",
-                                 train_sampling_strategy="group_by_length", bf16=precision == "bf16", use_cpu=True,
+                                 train_sampling_strategy="group_by_length", bf16=precision == "bf16",
+                                 fp16=precision == "fp16", use_cpu=not torch.cuda.is_available(),
                                  seed=seed, save_strategy="no", logging_strategy="no", report_to="none",
                                  disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
         runner = KDTrainer(model=model, args=args, train_dataset=dataset,
@@ -345,7 +350,7 @@ def measure(setup, setting: str, method: str, options: dict, seed: int, epochs: 
     gflops = peak[precision]
     return {
         "setting": setting, "method": method, "precision": precision, "seed": seed, "epochs": epochs, "examples": result["examples"],
-        "batch_size": BATCH, "learning_rate": LR, "max_length": setup["config"].data.max_length,
+        "batch_size": options.get("batch", BATCH), "learning_rate": LR, "max_length": setup["config"].data.max_length,
         "train_seconds": round(result["train_seconds"], 2), "cache_fill_seconds": round(result["cache_fill_seconds"], 2),
         "ex_per_s": round(ex_per_s, 1), "end_to_end_ex_per_s": round(result["examples"] / result["total_seconds"], 1),
         "dev_accuracy": round(dev["accuracy"], 4), "peak_rss_mb": result["peak_rss_mb"], "added_rss_mb": result["added_rss_mb"],
