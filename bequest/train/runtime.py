@@ -16,6 +16,7 @@ from accelerate.utils import DistributedDataParallelKwargs, TorchDynamoPlugin
 
 from bequest.config import RuntimeConfig
 from bequest.errors import BequestError
+from bequest.train.allocator import keep_freed_memory
 
 
 def native_bf16() -> bool:
@@ -58,6 +59,8 @@ def make_accelerator(runtime: RuntimeConfig, project_dir: Path | None = None) ->
     if precision == "fp16" and not torch.cuda.is_available():
         raise BequestError("runtime.precision fp16 needs a CUDA GPU: use bf16 (CPUs with AVX512-BF16/AMX run it fast) or fp32")
     plugin = TorchDynamoPlugin(backend="inductor", dynamic=True) if runtime.compile else None
+    if not torch.cuda.is_available():
+        keep_freed_memory()
     # accelerate keeps precision and compilation per process; one process may run several recipes
     # (tests, benchmarks, sweeps), so each starts from a clean state (the device/process setup stays)
     AcceleratorState._reset_state()
