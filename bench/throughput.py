@@ -410,38 +410,49 @@ def load_rows(path: Path) -> list[dict]:
     return earlier["rows"] if isinstance(earlier, dict) else earlier
 
 
-def write_results(rows, peak, command: str, seconds, out: Path, profile: str | None) -> None:
-    """Write the table; rows of (setting, method) pairs this run did not measure are kept from the last file,
-    with the commit that measured them."""
-    out.mkdir(parents=True, exist_ok=True)
-    measured = {(r["setting"], r["method"]) for r in rows}
-    kept = [r for r in load_rows(out / "throughput.json") if (r["setting"], r["method"]) not in measured]
-    table = summarise(kept + rows)
-    previous = json.loads((out / "throughput.json").read_text()) if (out / "throughput.json").exists() else {}
-    profile = profile or (previous.get("profile") if isinstance(previous, dict) else None)
-    (out / "throughput.json").write_text(json.dumps({"table": table, "rows": kept + rows, "profile": profile,
-                                                     "peak_gflops": peak}, indent=1) + "\n")
+def machine_line(peak: dict) -> str:
+    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads; matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, "
+            f"bf16 {peak['bf16']:.0f} GFLOP/s")
+
+
+def markdown_table(table: list[dict]) -> str:
     header = list(table[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join("-" if row[h] is None else str(row[h]) for h in header) + " |" for row in table]
-    machine = (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads; matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    commits = sorted({r.get("commit", "-") for r in kept + rows})
+    return "\n".join(lines)
+
+
+def write_results(rows, peak, command: str, seconds, out: Path, profile: str | None) -> None:
+    """Write the tables, one per machine (ratios are taken within a machine only); rows of (setting,
+    method) pairs this run did not measure are kept from the last file, with their commit and machine."""
+    out.mkdir(parents=True, exist_ok=True)
+    measured = {(r["setting"], r["method"]) for r in rows}
+    kept = [r for r in load_rows(out / "throughput.json") if (r["setting"], r["method"]) not in measured]
+    everything = rows + kept
+    previous = json.loads((out / "throughput.json").read_text()) if (out / "throughput.json").exists() else {}
+    profile = profile or (previous.get("profile") if isinstance(previous, dict) else None)
+    machines = list(dict.fromkeys([machine_line(peak), *(r.get("machine", "an earlier machine, not recorded") for r in everything)]))
+    tables = {m: summarise([r for r in everything if r.get("machine", "an earlier machine, not recorded") == m]) for m in machines}
+    (out / "throughput.json").write_text(json.dumps({"tables": tables, "rows": everything, "profile": profile,
+                                                     "peak_gflops": peak}, indent=1) + "\n")
+    sections = "\n\n".join(f"### {machine}\n\n{markdown_table(table)}" for machine, table in tables.items() if table)
     text = f"""# Training throughput: bequest vs transformers' Trainer, TextBrewer and a plain loop
 
-Last command: `{command}` ({seconds / 60:.1f} min)
-Machine: {machine}
-Rows from commits {", ".join(commits)} (the `commit` column); a command measures only the methods it names, and
-keeps the others' rows. Mean ± standard deviation over the repetitions (seeds), methods alternating within each.
+Last command: `{command}` ({seconds / 60:.1f} min), on {machine_line(peak)}.
+A command measures only the methods it names and keeps the others' rows, with their commit; rows are
+compared (x_trainer, x TextBrewer) only with rows of the same machine. Mean ± standard deviation over
+the repetitions (seeds), methods alternating within each.
 
-{chr(10).join(lines)}
+{sections}
 
 - ex/s: examples per second of the training loop; end-to-end adds the one-off teacher passes
   that fill bequest's logit and teacher-output caches (paid once per dataset, shared by later epochs and runs).
 - x_trainer: ex/s over the Trainer row's of the same setting and precision.
 - fraction of limit: the FLOPs no implementation can skip (the trained model's forward and backward
   on real tokens; the teacher's outputs can be cached) per second, over the matmul peak of the row's precision.
-- bequest's rows without "fp32" run its defaults: `runtime.precision: auto` resolves to bf16 on this CPU (AMX).
+- bequest's rows without "fp32" run its defaults: `runtime.precision: auto` resolves to bf16 on a CPU with
+  native bf16 (AMX or AVX512-BF16).
 - The Trainer: a `compute_loss` with the teacher's forward inside it, `train_sampling_strategy="group_by_length"`,
   `optim="adamw_torch_fused"`, `bf16=True` or fp32, the same hyper-parameters.
 - TextBrewer and the plain loop draw random batches padded to the batch's longest example; bequest groups them by length.
@@ -482,7 +493,8 @@ def main(argv=None) -> None:
             for method, options in VARIANTS[setting]:
                 if args.methods and method not in args.methods:
                     continue
-                rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak) | {"commit": commit})
+                rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak)
+                            | {"commit": commit, "machine": machine_line(peak)})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 write_results(rows, peak, command, time.perf_counter() - started, args.out, profile)
     if not rows:
