@@ -32,8 +32,6 @@ from bequest.pipeline import run_recipe
 from bequest.results_table import deployment_caption, deployment_rows
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
 FORMATS = ["pytorch", "onnx", "onnx-int8", "onnx-int8-tensor", "torch-int8"]
 KD = {"kd": {"alpha": 0.5, "temperature": 2.0}}
 TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 1e-4}

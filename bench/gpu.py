@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import BATCH, matmul_peak_gflops, measure, setup_run  # noqa: E402
+from throughput import BATCH, markdown_table, matmul_peak_gflops, measure, setup_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,15 +90,12 @@ def main(argv=None) -> None:
              "minutes": round((time.perf_counter() - started) / 60, 1), "table": summary, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps(entry, indent=1) + "\n")
-    header = list(summary[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join("-" if r[h] is None else str(r[h]) for h in header) + " |" for r in summary]
     (args.out / "gpu.md").write_text(f"""# Training throughput on {name}
 
 `python bench/gpu.py {' '.join(sys.argv[1:] if argv is None else argv)}` (commit {commit}, {entry['minutes']} min, {examples}
 SST-2 training sentences, 1 epoch per row). Matmul peak measured here (GFLOP/s): {', '.join(f'{k} {v:.0f}' for k, v in peak.items())}.
 
-{chr(10).join(lines)}
+{markdown_table(summary)}
 
 - fraction of peak: the trained model's forward and backward FLOPs on real tokens per second, over the
   row's precision's matmul peak. Target: >= 0.40 for the teacher's fine-tuning in bf16.

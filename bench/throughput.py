@@ -404,16 +404,16 @@ def profile_step(setup, steps: int = 40) -> str:
 
 
 def load_rows(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    earlier = json.loads(path.read_text())
-    return earlier["rows"] if isinstance(earlier, dict) else earlier
+    return json.loads(path.read_text())["rows"] if path.exists() else []
 
 
-def machine_line(peak: dict) -> str:
-    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads; matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, "
-            f"bf16 {peak['bf16']:.0f} GFLOP/s")
+def machine_id() -> str:
+    """What a row's speed depends on besides the code: rows are compared only with rows of the same one."""
+    return f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def peak_line(peak: dict) -> str:
+    return f"matmul peak measured here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s"
 
 
 def markdown_table(table: list[dict]) -> str:
@@ -432,14 +432,14 @@ def write_results(rows, peak, command: str, seconds, out: Path, profile: str | N
     everything = rows + kept
     previous = json.loads((out / "throughput.json").read_text()) if (out / "throughput.json").exists() else {}
     profile = profile or (previous.get("profile") if isinstance(previous, dict) else None)
-    machines = list(dict.fromkeys([machine_line(peak), *(r.get("machine", "an earlier machine, not recorded") for r in everything)]))
+    machines = list(dict.fromkeys([machine_id(), *(r.get("machine", "an earlier machine, not recorded") for r in everything)]))
     tables = {m: summarise([r for r in everything if r.get("machine", "an earlier machine, not recorded") == m]) for m in machines}
     (out / "throughput.json").write_text(json.dumps({"tables": tables, "rows": everything, "profile": profile,
                                                      "peak_gflops": peak}, indent=1) + "\n")
     sections = "\n\n".join(f"### {machine}\n\n{markdown_table(table)}" for machine, table in tables.items() if table)
     text = f"""# Training throughput: bequest vs transformers' Trainer, TextBrewer and a plain loop
 
-Last command: `{command}` ({seconds / 60:.1f} min), on {machine_line(peak)}.
+Last command: `{command}` ({seconds / 60:.1f} min), on {machine_id()}; {peak_line(peak)}.
 A command measures only the methods it names and keeps the others' rows, with their commit; rows are
 compared (x_trainer, x TextBrewer) only with rows of the same machine. Mean ± standard deviation over
 the repetitions (seeds), methods alternating within each.
@@ -494,11 +494,9 @@ def main(argv=None) -> None:
                 if args.methods and method not in args.methods:
                     continue
                 rows.append(measure(setup, setting, method, options, seed=rep + 1, epochs=args.epochs, peak=peak)
-                            | {"commit": commit, "machine": machine_line(peak)})
+                            | {"commit": commit, "machine": machine_id()})
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
                 write_results(rows, peak, command, time.perf_counter() - started, args.out, profile)
-    if not rows:
-        write_results(rows, peak, command, time.perf_counter() - started, args.out, profile)
 
 
 if __name__ == "__main__":
