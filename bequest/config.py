@@ -283,6 +283,8 @@ class RunConfig(Section):
             for student in self.students:
                 if "objectives" not in student.model_fields_set and student.stages is None:
                     student.objectives = ObjectivesConfig(**defaults)
+        if self.data.transfer is not None:
+            self._check_transfer()
         unlabelled = "a corpus" if self.corpus is not None else None
         if self.task is not None and not get_task(self.task).kind.labelled:
             unlabelled = f"{get_task(self.task).name} (no labels)"
@@ -297,6 +299,25 @@ class RunConfig(Section):
                         raise ValueError(f"students.{number}: {', '.join(needs_labels)} needs a task's labels or logits; "
                                          f"on {unlabelled} use {', '.join(usable[:-1])} or {usable[-1]}")
         return self
+
+    def _check_transfer(self) -> None:
+        """A transfer set needs a kind that takes one, and objectives that read labels only where there are some."""
+        if self.task is None:
+            raise ValueError("data.transfer is extra text for a task's students; a corpus run learns from raw text already: "
+                             "add the texts to corpus.files")
+        task = get_task(self.task)
+        if not task.kind.takes_transfer:
+            raise ValueError(f"data.transfer: task {task.name} ({task.kind_name}) does not take a transfer set yet; "
+                             "text-classification, text-regression and the GLUE tasks do")
+        objectives = registry("objectives")
+        for number, student in enumerate(self.students):
+            for stage in student.all_stages():
+                every_row = [name for name in stage.objectives.active() if objectives[name].implementation.needs_labels
+                             and not objectives[name].implementation.skips_unlabelled]
+                if every_row:
+                    raise ValueError(f"students.{number}: {', '.join(every_row)} reads a label for every example, and "
+                                     "data.transfer's texts have none: use kd (it learns from the teacher there), or drop "
+                                     "data.transfer")
 
     @model_validator(mode="after")
     def _unique_student_names(self) -> RunConfig:

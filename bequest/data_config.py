@@ -44,6 +44,13 @@ class DataConfig(Section):
         "(integers: positions in a header-less file)")
     test_columns: list[str | int] | None = Field(
         None, min_length=3, max_length=3, description="sentence-embedding: the same for data.test (default: validation_columns)")
+    transfer: str | None = Field(None, description="unlabelled texts the students also learn from, from the teacher's outputs "
+                                 "only (logit KD needs no labels; the teacher is fine-tuned on data.train alone): a .txt "
+                                 "file (a text a line), a .csv .tsv .json .jsonl .parquet file or hub:<dataset id> with "
+                                 "data.text_column (pairs: and data.text_pair_column)")
+    transfer_ratio: float | None = Field(None, gt=0, description="at most this many transfer texts per labelled training "
+                                         "example (a seeded random subset); default: all of them")
+    transfer_split: str = Field("train", description="hub:<id> data.transfer: the split it reads")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")

@@ -84,7 +84,7 @@ def distil_student(run: Run, student: StudentConfig, teacher: nn.Module, teacher
     history, curve, seconds, examples = [], [], 0.0, 0
     for number, stage in enumerate(stages, 1):
         terms = build_terms(stage.objectives, model.config, teacher.config, run.tokenizer, config.teacher.model, run.workload.task)
-        data = run.workload.train
+        data = run.workload.student_train
         if stage.data.max_examples is not None:
             data = data.select(subsample(len(data), stage.data.max_examples, config.seed + number))
         soft = teacher_logits(config, teacher, data, run.pad) if any_term(terms, "reads_teacher_logits") else None

@@ -88,9 +88,9 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     work.load_data(tokenizer)
     for number, student in enumerate(config.students):
         try:
-            check_schedule(student, len(work.train))
+            check_schedule(student, len(work.student_train))
             for stage in student.all_stages():
-                check_objective_data(stage.objectives, work.train)
+                check_objective_data(stage.objectives, work.student_train)
         except BequestError as error:
             raise BequestError(f"students.{number} ({student.name}): {error}") from None
     return Inputs(Run(config, tokenizer, accelerator, work), teacher, has_head)

@@ -17,6 +17,7 @@ from bequest.data.corpus import Segments, load_segments, split_segments
 from bequest.data.features import inference_batches
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
+from bequest.io import sha256_file
 from bequest.kinds import TaskData, evaluate, load_task_data
 from bequest.models.loading import load_encoder, task_model_class
 from bequest.train.teacher import (
@@ -43,6 +44,7 @@ class TaskWorkload:
         self.length_key, self.max_length = "data.max_length", config.data.max_length
         self.auto_class = task_model_class(self.task)
         self.train = self.dev = self.test = None
+        self.student_train = None  # what students train on: train, then data.transfer's texts when there are some
         self.file_hashes: dict[str, str] = {}
 
     def load_teacher(self) -> tuple[nn.Module, bool]:
@@ -57,6 +59,11 @@ class TaskWorkload:
                                 cache_dir=self.datasets_cache)
         self.train, self.dev, self.test = loaded.train, loaded.dev, loaded.test
         self.file_hashes, self.pad = loaded.file_hashes, tokenizer.pad_token_id
+        self.student_train = self.train
+        if data.transfer is not None:
+            self.student_train = self.task.kind.transfer_set(self.task, self.train, data, tokenizer, self.config.seed)
+            if not data.transfer.startswith("hub:"):
+                self.file_hashes[data.transfer] = sha256_file(data.transfer)
         self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)
                               for split, encoded in self.splits().items()}
 
@@ -119,7 +126,8 @@ class TaskWorkload:
         return {"task": self.task.name, "corpus": None, "main_metric": self.task.main_metric}
 
     def sizes(self) -> dict:
-        return {"train_examples": len(self.train), "dev_examples": {split: len(d) for split, d in self.dev.items()},
+        return {"train_examples": len(self.train), "transfer_examples": len(self.student_train) - len(self.train),
+                "dev_examples": {split: len(d) for split, d in self.dev.items()},
                 "test_examples": len(self.test) if self.test is not None else None,
                 "examples_at_max_length": self.at_max_length, "heldout_segments": None}
 
@@ -142,6 +150,7 @@ class CorpusWorkload:
         corpus = self.config.corpus
         segments, self.file_hashes = load_segments(corpus, tokenizer, corpus.max_length, cache_root(self.config))
         self.train, self.heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, self.config.seed)
+        self.student_train = self.train
         self.pad = tokenizer.pad_token_id
 
     def notes(self) -> list[str]:
@@ -172,7 +181,8 @@ class CorpusWorkload:
         return {"task": None, "corpus": self.config.corpus.model_dump(mode="json"), "main_metric": "heldout_loss"}
 
     def sizes(self) -> dict:
-        return {"train_examples": len(self.train), "dev_examples": None, "heldout_segments": len(self.heldout)}
+        return {"train_examples": len(self.train), "transfer_examples": 0, "dev_examples": None,
+                "heldout_segments": len(self.heldout)}
 
 
 def workload(config: RunConfig) -> TaskWorkload | CorpusWorkload:

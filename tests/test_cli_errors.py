@@ -337,6 +337,17 @@ def _squad_not_json(ctx: Ctx):
         str(root / "dev-v1.1.json"), "JSON"]
 
 
+def _transfer(task: str, content: str | None, needles: list[str], suffix: str = ".txt"):
+    """data.transfer naming a file with `content` (None: a file that does not exist)."""
+    def build(ctx: Ctx):
+        path = ctx.dir / f"unlabelled{suffix}"
+        if content is not None:
+            path.write_text(content, encoding="utf-8")
+        ctx.may_add = suffix != ".txt"  # datasets shows its progress reading a table, and caches it
+        return ["run", ctx.recipe(task=task), "--set", f"data.transfer={path}"], [str(path), *needles]
+    return build
+
+
 DATA_CASES = cases(
     "data",
     Case("data-dir-missing", _data_dir_missing),
@@ -347,6 +358,11 @@ DATA_CASES = cases(
     Case("unknown-label", _bad_row("dev", "a fine film\t5\n", 50, "'5'")),
     Case("squad-without-train-file", _squad_without_train),
     Case("squad-file-not-json", _squad_not_json),
+    Case("transfer-file-missing", _transfer("sst2", None, ["data.transfer", "not found"])),
+    Case("transfer-text-file-for-pairs", _transfer("mrpc", "a sentence\n", ["data.transfer", "pairs", "data.text_pair_column"])),
+    Case("transfer-table-without-the-column", _transfer("sst2", "sentence,x\nfine,1\n", ["data.transfer", "'text'",
+                                                                                        "data.text_column"], ".csv")),
+    Case("transfer-text-file-empty", _transfer("sst2", "\n \n", ["data.transfer", "no text"])),
     Case("split-by-article-on-glue", _in_recipe("data.split_by_article", 0.2, ["data.split_by_article", "SQuAD"])),
 )
 

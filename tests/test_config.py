@@ -37,6 +37,12 @@ def test_defaults_and_round_trip(tmp_path):
         ({"task": "sst2", "students": [{"init": "upper"}]}, "layers: say how many"),
         ({"task": "sst2", "students": [{"layers": 1}, {"layers": 2}]}, "names must be unique"),
         ({"task": "sst2", "students": [{"layers": 1, "name": "teacher"}]}, "reserved"),
+        ({"corpus": {"files": ["x.txt"]}, "data": {"transfer": "t.txt"}, "students": [{"layers": 1, "objectives": {"hidden": {}}}]},
+         "data.transfer .* add the texts to corpus.files"),
+        ({"task": "squad", "data": {"transfer": "t.txt"}}, "data.transfer: task squad .* does not take a transfer set"),
+        ({"task": "sst2", "data": {"transfer": "t.txt"}, "students": [{"layers": 1, "objectives": {"ptp": {}}}]},
+         "students.0: ptp reads a label for every example"),
+        ({"task": "sst2", "data": {"transfer": "t.txt", "transfer_ratio": 0}}, "data.transfer_ratio: .*greater than 0"),
     ],
 )
 def test_invalid_recipes_name_the_key(raw, message):

@@ -89,8 +89,8 @@ def subsample(size: int, limit: int | None, seed: int) -> list[int]:
 
 
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The tensors a model's forward takes, without the labels and example indices a batch also carries."""
-    return {k: v for k, v in batch.items() if k not in ("labels", "index")}
+    """The tensors a model's forward takes, without the labels, example indices and labelled flags a batch also carries."""
+    return {k: v for k, v in batch.items() if k not in ("labels", "index", "labelled")}
 
 
 def encode(tokenizer, text_a: list[str], text_b: list[str] | None, labels: list, max_length: int) -> Encoded:

@@ -56,6 +56,11 @@ _LAYOUTS: dict[str, _Layout] = {
 }
 
 
+def takes_pairs(task: TaskSpec) -> bool:
+    """Whether the GLUE task's examples are pairs of sentences (MRPC, STS-B, ...) rather than one (CoLA, SST-2)."""
+    return _LAYOUTS[task.name].tsv_b is not None
+
+
 def _features(task: TaskSpec) -> datasets.Features:
     """The same schema for file and hub loads, so downstream code never sees two shapes."""
     import datasets  # imported when data is read: a refused command never pays for it

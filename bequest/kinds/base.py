@@ -41,6 +41,7 @@ class TaskKind:
     labelled = True  # its data has labels (objectives that read them, kd and task, work)
     embeds = False  # its models give sentence embeddings (the embedding objectives compare them)
     trains_teacher = True  # a teacher without this kind's head is fine-tuned on the task first
+    takes_transfer = False  # a student can also learn from unlabelled texts (`transfer_set`, data.transfer)
     default_objectives = {"kd": {}}  # a student's loss when its recipe names none
     pipeline_tag = "text-classification"  # the hub's name for what its models do
     # a call of a plain transformers pipeline on the exported folder, for its model card (None: the kind has none)
@@ -80,17 +81,32 @@ class TaskKind:
         """What a student of this kind is, for its model card's title: 'student for GLUE SST2'."""
         return f"student for {task.name}"
 
+    def transfer_set(self, task, labelled: Encoded, data, tokenizer, seed: int) -> Encoded:
+        """The labelled training set followed by data.transfer's unlabelled texts (kinds with `takes_transfer`)."""
+        raise NotImplementedError
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def labelled_loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None,
+                      labelled: torch.Tensor | None) -> torch.Tensor:
+        """The task loss over the examples that carry a label (`labelled`; None: all): a transfer set's examples
+        have none. Zero, still in the graph, for a batch of transfer examples only."""
+        if labelled is None or bool(labelled.all()):
+            return self.loss(logits, labels, mask)
+        if not bool(labelled.any()):
+            return logits.sum() * 0.0
+        return self.loss(logits[labelled], labels[labelled], None if mask is None else mask[labelled])
 
     def soft_loss(self, student: torch.Tensor, teacher: torch.Tensor, temperature: float,
                   mask: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def kd_loss(self, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor, alpha: float,
-                temperature: float, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(1 - alpha) * task loss + alpha * soft-target loss (Hinton et al.)."""
-        return (1 - alpha) * self.loss(student, labels, mask) + alpha * self.soft_loss(student, teacher, temperature, mask)
+                temperature: float, mask: torch.Tensor | None = None, labelled: torch.Tensor | None = None) -> torch.Tensor:
+        """(1 - alpha) * task loss (over the labelled examples) + alpha * soft-target loss (over all) (Hinton et al.)."""
+        return ((1 - alpha) * self.labelled_loss(student, labels, mask, labelled)
+                + alpha * self.soft_loss(student, teacher, temperature, mask))
 
     # the columns `bequest predict` reads from a table (the first one from a text file, a text a line); later ones optional
     input_columns: tuple[str, ...] = ("text", "text_pair")

@@ -6,7 +6,8 @@ import numpy as np
 import torch.nn.functional as F
 
 from bequest.data.features import Encoded, encode, subsample
-from bequest.data.glue import glue_split_path, load_glue_split
+from bequest.data.glue import glue_split_path, load_glue_split, takes_pairs
+from bequest.data.transfer import with_transfer
 from bequest.data.user_files import encode_table, source_hashes, user_task
 from bequest.errors import BequestError
 from bequest.eval.metrics import compute_metrics
@@ -26,6 +27,7 @@ class Classification(TaskKind):
     """One label per example or pair: cross-entropy, and KL between the temperature-softened class distributions."""
 
     min_eval_examples = 1
+    takes_transfer = True
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
              stride, split_by_article, data=None, cache_dir=None):
@@ -68,6 +70,10 @@ class Classification(TaskKind):
                                    + (", or raise data.validation_fraction)" if split == "validation" else ")"))
         return TaskData(task=task, train=train, dev={"validation": scored["validation"]}, file_hashes=hashes,
                         test=scored.get("test"))
+
+    def transfer_set(self, task, labelled, data, tokenizer, seed):
+        pair = data.text_pair_column is not None if task.from_data else takes_pairs(task)
+        return with_transfer(labelled, data, pair, tokenizer, seed)
 
     def metrics(self, task, data, logits, qa):
         return compute_metrics(task, logits, np.asarray(data.labels))

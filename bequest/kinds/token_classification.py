@@ -172,10 +172,11 @@ class TokenClassification(TaskKind):
         real = mask[:, : student.shape[1]].bool() if mask is not None else torch.ones(student.shape[:2], dtype=torch.bool)
         return kl(student[real], teacher[real], temperature)
 
-    def kd_loss(self, student, teacher, labels, alpha, temperature, mask=None):
-        """(1 - alpha) * task loss + alpha * KL over the labelled positions (each word's first sub-word)."""
-        labelled = labels != IGNORED
-        soft = kl(student[labelled], teacher[:, : student.shape[1]][labelled], temperature)
+    def kd_loss(self, student, teacher, labels, alpha, temperature, mask=None, labelled=None):
+        """(1 - alpha) * task loss + alpha * KL over the tagged positions (each word's first sub-word); every
+        example is labelled (`labelled` is None: the kind takes no transfer set)."""
+        tagged = labels != IGNORED
+        soft = kl(student[tagged], teacher[:, : student.shape[1]][tagged], temperature)
         return (1 - alpha) * self.loss(student, labels) + alpha * soft
 
 

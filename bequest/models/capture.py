@@ -35,6 +35,7 @@ class Captured:
     keys: list[torch.Tensor] = field(default_factory=list)
     values: list[torch.Tensor] = field(default_factory=list)
     position_bias: torch.Tensor | None = None
+    labelled: torch.Tensor | None = None  # which examples carry a label (a transfer set's do not); None: all
 
     def key_mask(self, dtype: torch.dtype) -> torch.Tensor:
         """Additive mask (B, 1, 1, T): 0 for real tokens, the dtype's minimum for padding."""

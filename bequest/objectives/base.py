@@ -54,6 +54,7 @@ class Term(nn.Module):
     attention = False  # reads Q/K/V (and the scores built from them)
     teacher_pass = False  # needs the teacher's internals, not only its cached logits
     needs_labels = False  # reads a task's labels: refused on a corpus
+    skips_unlabelled = False  # with needs_labels: reads them only where a batch has them (transfer sets: data.transfer)
     needs_embeddings = False  # compares sentence embeddings: only for a kind that embeds (not on a corpus)
     reads_teacher_logits = False  # reads the teacher's logits (computed once per stage and cached)
     transforms_inputs = False  # changes the inputs both models see (`transform`): no teacher output can be cached

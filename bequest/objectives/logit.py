@@ -26,7 +26,7 @@ class KDObjective(ObjectiveConfig):
 @objective("task", "the task loss alone: cross-entropy, MSE for regression (the no-KD baseline)")
 class Task(Term):
     Config = TaskObjective
-    needs_labels = True
+    needs_labels = skips_unlabelled = True
 
     def __init__(self, kind):
         super().__init__()
@@ -37,13 +37,13 @@ class Task(Term):
         return cls(ctx.kind)
 
     def forward(self, student, teacher, labels):
-        return self.kind.loss(student.logits, labels, student.mask)
+        return self.kind.labelled_loss(student.logits, labels, student.mask, student.labelled)
 
 
 @objective("kd", "logit KD: (1-alpha)*task + alpha*KL(teacher/T || student/T)*T^2")
 class LogitKD(Term):
     Config = KDObjective
-    needs_labels = reads_teacher_logits = True
+    needs_labels = reads_teacher_logits = skips_unlabelled = True
 
     def __init__(self, alpha: float, temperature: float, kind):
         super().__init__()
@@ -54,4 +54,5 @@ class LogitKD(Term):
         return cls(spec.alpha, spec.temperature, ctx.kind)
 
     def forward(self, student, teacher, labels):
-        return self.kind.kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature, student.mask)
+        return self.kind.kd_loss(student.logits, teacher.logits, labels, self.alpha, self.temperature, student.mask,
+                                 student.labelled)

@@ -66,4 +66,5 @@ class Distiller(nn.Module):
         if self.soft_targets is not None:  # cached logits: the same numbers in every epoch and run
             teacher.logits = self.soft_targets[batch["index"].cpu()].to(student.logits.device)
         labels = batch.get("labels")  # raw text has none
+        student.labelled = batch.get("labelled")  # a transfer set's examples have no label
         return sum(self.weights[name] * term(student, teacher, labels) for name, term in self.terms.items())
