@@ -35,6 +35,8 @@ class TrainConfig(Section):
 
     epochs: int = Field(3, ge=1, description="passes over the training data")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps; overrides epochs")
+    min_steps: int | None = Field(None, ge=1, description="train at least this many steps: small data gets whole epochs "
+                                  "more than `epochs` (max_steps overrides it)")
     batch_size: int = Field(32, ge=1, description="examples per optimiser step")
     gradient_accumulation_steps: int = Field(1, ge=1, description="split each batch into this many micro-batches whose "
                                              "gradients add up before the step: the same steps in less memory")
@@ -58,9 +60,12 @@ class StudentTrainConfig(TrainConfig):
 
 
 class TeacherFinetuneConfig(TrainConfig):
-    """The teacher's fine-tuning on the task (when it needs one): 2 epochs unless said otherwise."""
+    """The teacher's fine-tuning on the task (when it needs one): 2 epochs and at least 500 steps unless said
+    otherwise, so that a task of a few thousand examples is not left near its majority class."""
 
     epochs: int = Field(2, ge=1, description="passes over the training data")
+    min_steps: int | None = Field(500, ge=1, description="train at least this many steps: small data gets whole epochs "
+                                  "more than `epochs` (max_steps overrides it; null: epochs alone)")
     when: Literal["auto", "always", "never"] = Field(
         "auto",
         description="auto: fine-tune unless the checkpoint already has a head of the task's size",

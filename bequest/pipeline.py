@@ -23,7 +23,7 @@ from bequest.deploy.latency import fixed_threads, latencies
 from bequest.deploy.measure import deployment_table
 from bequest.distil import Run, distil_student
 from bequest.environment import environment
-from bequest.errors import BequestError
+from bequest.errors import BequestError, warn
 from bequest.export import add_measurements
 from bequest.init.base import StudentContext
 from bequest.init.student import check_schedule, check_student, student_shape
@@ -110,6 +110,21 @@ def ready_teacher(run: Run, inputs: Inputs) -> tuple[nn.Module, dict]:
     return teacher, info
 
 
+WEAK_MARGIN = 0.02  # a teacher this close to its baseline (2 points) has not learned the task
+
+
+def weak_teacher(teacher: dict, baselines: dict, metric: str) -> list[str]:
+    """A line for each baseline the teacher is within WEAK_MARGIN of on the dev set: its students cannot do better."""
+    lines = []
+    for name, scores in baselines.items():
+        if teacher["dev"][metric] - scores["dev"][metric] < WEAK_MARGIN:
+            lines.append(f"the teacher's dev {metric} {teacher['dev'][metric]:.4f} is within {100 * WEAK_MARGIN:.0f} points "
+                         f"of always answering the {name} ({scores['dev'][metric]:.4f}): it has not learned the task, so "
+                         "its students will not; fine-tune it for more steps (teacher.finetune.min_steps or epochs) or at "
+                         "another teacher.finetune.learning_rate")
+    return lines
+
+
 def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False) -> dict:
     """Run a whole recipe; return (and write to results.json) the scores, sizes and speeds."""
     started = time.perf_counter()
@@ -130,6 +145,10 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
         write_json(run.dir / (f"environment.resumed-{resumed}.json" if resume else "environment.json"), environment(run))
 
     teacher, teacher_info = ready_teacher(run, inputs)
+    baselines = run.workload.baselines()
+    warnings = weak_teacher(teacher_info, baselines, run.workload.describe()["main_metric"])
+    for line in warnings if main else []:
+        warn(line)
     students = {s.name: distil_student(run, s, teacher, teacher_info) for s in config.students}
     if not main:  # the main process measures, writes and prints the results
         finish_trackers(accelerator)
@@ -161,6 +180,8 @@ def run_recipe(config: RunConfig, resume: bool = False, overwrite: bool = False)
     results = {
         **run.workload.describe(),
         "teacher": teacher_info,
+        "baselines": baselines,
+        "warnings": warnings,
         "students": {name: {k: v for k, v in row.items() if k != "teacher"} for name, row in students.items()},
         "latency": {"batch_size": settings.latency_batch_size, "device": str(accelerator.device),
                     "threads": threads, "repeats": settings.latency_repeats},

@@ -70,7 +70,15 @@ def run_rows(run_dir: Path) -> list[dict]:
                      "speedup": row["speedup"], "train_seconds": row.get("train_seconds"),
                      "init": row.get("init", "teacher"), "objectives": row.get("objectives", "-"),
                      "teacher_path": teacher.get("path", teacher.get("model"))})
+    for name, row in results.get("baselines", {}).items():  # what knowing only the training labels scores
+        score = row["dev"][metric]
+        rows.append({**rows[0], "model": f"({name})", "score": score, "retained": score / teacher_score if teacher_score else None,
+                     "layers": 0, "parameters": 0, "latency_ms": None, "speedup": None, "train_seconds": None,
+                     "init": BASELINE, "objectives": "-"})
     return rows
+
+
+BASELINE = "baseline"  # the init column of a baseline's row: no model, no size, no speed
 
 
 def distinct_teachers(rows: list[dict]) -> list[dict]:
@@ -78,7 +86,8 @@ def distinct_teachers(rows: list[dict]) -> list[dict]:
     one teacher between them, which counts once in its group, not once per run."""
     seen, kept = set(), []
     for row in rows:
-        identity = (row["model"], row["settings"], row["teacher_path"]) if row["model"] == "teacher" else None
+        shared = row["model"] == "teacher" or row["init"] == BASELINE  # one per teacher, not one per run
+        identity = (row["model"], row["settings"], row["teacher_path"]) if shared else None
         if identity is None or identity not in seen:
             kept.append(row)
         seen.add(identity)
@@ -120,9 +129,10 @@ def _markdown(table: pd.DataFrame) -> str:
     for row in table.to_dict("records"):
         retained = f"{row['retained']:.1%}" if pd.notna(row["retained"]) else "-"
         train = f"{row['train_seconds']:.0f}" if pd.notna(row["train_seconds"]) else "-"
+        model = row["init"] != BASELINE
+        size = f"{row['layers']} | {row['parameters'] / 1e6:.1f}M | {row['latency_ms']:.1f} | {row['speedup']:.2f}x" if model else "- | - | - | -"
         lines.append(f"| {row['task']} | {row['model']} | {row['settings']} | {row['runs']} | {row['metric']} {row['score_mean']:.4f} ± {row['score_std']:.4f} | "
-                     f"{retained} | {row['layers']} | {row['parameters'] / 1e6:.1f}M | {row['latency_ms']:.1f} | {row['speedup']:.2f}x | "
-                     f"{train} | {row['init']} | {row['objectives']} |")
+                     f"{retained} | {size} | {train} | {row['init']} | {row['objectives']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -131,6 +141,9 @@ def _plot_pareto(table: pd.DataFrame, path: Path) -> None:
     figure, axes = plt.subplots(1, len(tasks), figsize=(5.5 * len(tasks), 4.2), squeeze=False)
     for axis, task in zip(axes[0], tasks):
         mine = table[table["task"] == task].reset_index(drop=True)
+        for baseline in mine[mine["init"] == BASELINE].to_dict("records"):
+            axis.axhline(baseline["score_mean"], color="grey", linestyle=":", label=baseline["model"])
+        mine = mine[mine["init"] != BASELINE].reset_index(drop=True)
         points = list(zip(mine["speedup"], mine["score_mean"]))
         axis.errorbar(mine["speedup"], mine["score_mean"], yerr=mine["score_std"], fmt="o", capsize=3)
         repeated = mine["model"].duplicated(keep=False)  # one model name, several settings: name them apart

@@ -23,6 +23,9 @@ def print_table(results: dict) -> None:
         test = [f"{row['test'][main]:.4f}"] if tested else []
         table.add_row(name, str(row["num_layers"]), score(row), *test, f"{row['parameters'] / 1e6:.1f}M",
                       f"{row['latency_ms']:.1f}", f"{row['speedup']:.2f}x")
+    for name, row in results.get("baselines", {}).items():  # what knowing only the training labels scores
+        test = [f"{row['test'][main]:.4f}"] if tested else []
+        table.add_row(f"({name})", "-", score(row), *test, "-", "-", "-")
     Console().print(table)
     if "deploy" in results:
         print_deployment(results["deploy"], main)

@@ -18,7 +18,7 @@ from bequest.data.features import inference_batches
 from bequest.data.tasks import get_task
 from bequest.errors import BequestError
 from bequest.io import sha256_file
-from bequest.kinds import TaskData, evaluate, load_task_data
+from bequest.kinds import TaskData, baseline, evaluate, load_task_data
 from bequest.models.loading import load_encoder, task_model_class
 from bequest.train.teacher import (
     cache_root,
@@ -101,6 +101,16 @@ class TaskWorkload:
                                       self.config.qa, primary="test")
         return scores
 
+    def baselines(self) -> dict:
+        """{the kind's baseline ("majority class"): its scores as `final_scores` gives a model's}; {} when it has none."""
+        kind, qa = self.task.kind, self.config.qa
+        if kind.baseline is None:
+            return {}
+        scores = {"dev": baseline(self.task, self.train, self.dev, qa)}
+        if self.test is not None:
+            scores["test"] = baseline(self.task, self.train, {"test": self.test}, qa, primary="test")
+        return {kind.baseline: scores}
+
     def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
         return self.score(distiller.student)
 
@@ -165,6 +175,9 @@ class CorpusWorkload:
 
     def evaluate_stage(self, distiller: nn.Module) -> dict[str, float]:
         return {"heldout_loss": heldout_loss(distiller, self.heldout, self.config.eval.batch_size, self.pad)}
+
+    def baselines(self) -> dict:
+        return {}  # nothing to compare a held-out distillation loss with
 
     def teacher_scores(self, teacher: nn.Module) -> dict:
         return {}  # a bare encoder has no task to be scored on; students are measured by their distillation loss

@@ -79,7 +79,7 @@ def tiny_recipe(folder: Path, teacher: Path, glue: Path, task: str = "sst2", **e
         "output_dir": str(folder / "run"),
         "cache_dir": str(folder / "cache"),
         "data": {"dir": str(glue), "max_length": 32},
-        "teacher": {"model": str(teacher), "finetune": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}},
+        "teacher": {"model": str(teacher), "finetune": {"epochs": 1, "min_steps": None, "batch_size": 16, "learning_rate": 1e-3}},
         "students": [{"name": "student", "layers": 2, "init": "lower",
                       "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 3}}],
         "eval": {"latency_repeats": 5},

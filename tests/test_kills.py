@@ -35,7 +35,7 @@ STUDENTS = [
                  "train": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}},
                 {"objectives": {"kd": {}}, "train": {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 4}}]},
 ]
-TEACHER = {"epochs": 2, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 3}
+TEACHER = {"epochs": 2, "min_steps": None, "batch_size": 16, "learning_rate": 1e-3, "checkpoint_every": 3}
 
 # (function whose n-th call in the process kills it, n, before/after the call): each is reached by the
 # `--resume` that follows the previous kill. The tiny data: 160 examples, 10 steps an epoch.

@@ -17,6 +17,7 @@ def test_quickstart_recipe_runs_on_real_teacher_and_data(shared_data, tmp_path):
         "data.max_train_examples=512",
         "data.max_length=32",
         "teacher.finetune.epochs=2",
+        "teacher.finetune.min_steps=null",
         "students.0.train.epochs=1",
         "eval.latency_repeats=5",
     ]

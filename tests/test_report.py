@@ -34,7 +34,10 @@ def runs(tmp_path_factory, tiny_teacher, tiny_glue) -> Path:
 def test_report_aggregates_over_seeds(runs, tmp_path):
     table = write_report([runs], tmp_path / "report", overwrite=False)
     results = [json.loads((runs / f"seed-{seed}" / "run" / "results.json").read_text()) for seed in (1, 2)]
-    assert sorted(table["model"]) == ["lower", "one", "teacher"] and set(table["runs"]) == {2}
+    assert sorted(table["model"]) == ["(majority class)", "lower", "one", "teacher"] and set(table["runs"]) == {2}
+    majority = table[table["model"] == "(majority class)"].iloc[0]  # the same dev set: the same score each seed
+    assert majority["score_mean"] == pytest.approx(results[0]["baselines"]["majority class"]["dev"]["accuracy"])
+    assert majority["score_std"] == 0.0
     for name in ("lower", "one"):
         scores = [r["students"][name]["dev"]["accuracy"] for r in results]
         retained = [r["students"][name]["dev"]["accuracy"] / r["teacher"]["dev"]["accuracy"] for r in results]
@@ -49,6 +52,7 @@ def test_report_aggregates_over_seeds(runs, tmp_path):
     assert "<table" in (tmp_path / "report" / "report.html").read_text()
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert f"{table.iloc[1]['score_mean']:.4f} ± {table.iloc[1]['score_std']:.4f}" in markdown
+    assert f"| (majority class) | {majority['settings']} | 2 | accuracy {majority['score_mean']:.4f} ± 0.0000 | " in markdown
     for plot in ("pareto.png", "curves.png"):
         assert (tmp_path / "report" / plot).read_bytes()[:4] == b"\x89PNG"
 

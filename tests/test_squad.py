@@ -214,7 +214,7 @@ def _recipe(folder: Path, teacher: Path, squad: Path, task: str, students: list[
     recipe = {"name": "qa", "task": task, "seed": 5, "output_dir": str(folder / "run"), "cache_dir": str(folder / "cache"),
               "data": {"dir": str(squad), "max_length": 64, "split_by_article": 0.34, "max_eval_examples": 15},
               "qa": {"stride": 16, "max_answer_length": 12},
-              "teacher": {"model": str(teacher), "finetune": {"epochs": 1, "batch_size": 16, "learning_rate": 1e-3}},
+              "teacher": {"model": str(teacher), "finetune": {"epochs": 1, "min_steps": None, "batch_size": 16, "learning_rate": 1e-3}},
               "students": students, "eval": {"latency_repeats": 3}}
     path = folder / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))

@@ -42,6 +42,7 @@ class TaskKind:
     embeds = False  # its models give sentence embeddings (the embedding objectives compare them)
     trains_teacher = True  # a teacher without this kind's head is fine-tuned on the task first
     takes_transfer = False  # a student can also learn from unlabelled texts (`transfer_set`, data.transfer)
+    baseline: str | None = None  # what a model knowing only the training labels predicts (`baseline_scores`); None: none
     default_objectives = {"kd": {}}  # a student's loss when its recipe names none
     pipeline_tag = "text-classification"  # the hub's name for what its models do
     # a call of a plain transformers pipeline on the exported folder, for its model card (None: the kind has none)
@@ -86,6 +87,10 @@ class TaskKind:
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def baseline_scores(self, task, train: Encoded, data: Encoded, qa) -> dict[str, float]:
+        """The scores on `data` of `baseline` (a model that knows only the training labels), on the kind's metrics."""
         raise NotImplementedError
 
     def labelled_loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None,
@@ -147,9 +152,21 @@ def evaluate(model: nn.Module, task, dev: dict[str, Encoded], batch_size: int, p
              primary: str | None = None) -> dict[str, float]:
     """Every metric of the task on every split; keys of a split other than `primary` (default: the task's first
     dev split) get its name (MNLI mismatched)."""
-    scores = {}
+    def scores(split: str, data: Encoded) -> dict[str, float]:
+        return task.kind.metrics(task, data, predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}"), qa)
+
+    return by_split(task, dev, scores, primary)
+
+
+def baseline(task, train: Encoded, dev: dict[str, Encoded], qa=None, primary: str | None = None) -> dict[str, float]:
+    """The kind's baseline (`TaskKind.baseline`, e.g. the majority class) scored as `evaluate` scores a model."""
+    return by_split(task, dev, lambda split, data: task.kind.baseline_scores(task, train, data, qa), primary)
+
+
+def by_split(task, dev: dict[str, Encoded], scores, primary: str | None) -> dict[str, float]:
+    """`scores(split, data)` of every split, keyed as `evaluate` says."""
+    merged = {}
     for split, data in dev.items():
-        logits = predict(model, data, batch_size, pad_token_id, desc=f"evaluating {split}")
         suffix = "" if split == (primary or task.dev_splits[0]) else "_" + split.removeprefix("dev_")
-        scores.update({name + suffix: value for name, value in task.kind.metrics(task, data, logits, qa).items()})
-    return scores
+        merged.update({name + suffix: value for name, value in scores(split, data).items()})
+    return merged

@@ -28,6 +28,7 @@ class Classification(TaskKind):
 
     min_eval_examples = 1
     takes_transfer = True
+    baseline = "majority class"
 
     def load(self, task, data_dir, tokenizer, max_length, max_train_examples, seed, with_train, max_eval_examples,
              stride, split_by_article, data=None, cache_dir=None):
@@ -78,6 +79,10 @@ class Classification(TaskKind):
     def metrics(self, task, data, logits, qa):
         return compute_metrics(task, logits, np.asarray(data.labels))
 
+    def baseline_scores(self, task, train, data, qa):
+        counts = np.bincount(np.asarray(train.labels, dtype=np.int64), minlength=task.num_labels)
+        return self.metrics(task, data, np.tile(np.eye(task.num_labels)[counts.argmax()], (len(data), 1)), qa)
+
     def describe(self, task):
         return f"student for {task.name}" if task.from_data else f"student for GLUE {task.name.upper()}"
 
@@ -95,6 +100,12 @@ class Regression(Classification):
     min_eval_examples = 2  # a correlation of one pair is undefined
     pipeline_example = ('pipeline("text-classification", model=folder, function_to_apply="none")'
                         '("a charming and affecting journey")  # the score')
+
+    baseline = "mean score"
+
+    def baseline_scores(self, task, train, data, qa):
+        """A constant (the training labels' mean) correlates with nothing: scored 0, where scipy says undefined."""
+        return {name: 0.0 for name in task.metrics}
 
     def decode(self, task, data, logits, labels, qa):
         return [{"score": float(row[0])} for row in np.asarray(logits)]

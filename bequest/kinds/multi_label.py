@@ -42,6 +42,12 @@ class MultiLabel(Classification):
                 "f1_macro": float(f1_score(gold, predicted, average="macro", zero_division=0)),
                 "accuracy": float(accuracy_score(gold, predicted))}
 
+    baseline = "majority per label"
+
+    def baseline_scores(self, task, train, data, qa):
+        frequent = np.asarray(train.labels, dtype=np.float64).mean(axis=0) > 0.5
+        return self.metrics(task, data, np.tile(np.where(frequent, 1.0, -1.0), (len(data), 1)), qa)
+
     def decode(self, task, data, logits, labels, qa):
         rows = []
         for row in torch.sigmoid(torch.from_numpy(np.asarray(logits, dtype=np.float64))).numpy():

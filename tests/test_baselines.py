@@ -1,0 +1,79 @@
+"""Baselines beside every model (the majority class, the mean score), the weak-teacher warning, and
+teacher fine-tuning that runs at least `min_steps` on small data."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_recipe
+from sklearn.metrics import f1_score, matthews_corrcoef
+
+from bequest.config import TeacherFinetuneConfig, TrainConfig
+from bequest.data.tasks import get_task
+from bequest.kinds import baseline
+from bequest.pipeline import weak_teacher
+from bequest.train.loop import planned_epochs
+
+
+class _Split:
+    def __init__(self, labels):
+        self.labels = list(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def test_the_majority_class_is_scored_with_the_tasks_own_metrics():
+    mrpc, cola = get_task("mrpc"), get_task("cola")
+    train, dev = _Split([1, 1, 0, 1, 0]), _Split([0, 1, 1, 0, 0, 1, 1])
+    scores = baseline(mrpc, train, {mrpc.dev_splits[0]: dev})
+    always_one = np.ones(len(dev), dtype=int)
+    assert scores["accuracy"] == pytest.approx(4 / 7)
+    assert scores["f1"] == pytest.approx(f1_score(dev.labels, always_one))
+    minority = baseline(cola, _Split([0, 0, 1]), {cola.dev_splits[0]: dev})  # always 0: no correlation
+    assert minority["matthews_correlation"] == pytest.approx(matthews_corrcoef(dev.labels, np.zeros(7, dtype=int)))
+
+
+def test_a_constant_score_correlates_with_nothing():
+    stsb = get_task("stsb")
+    assert baseline(stsb, _Split([1.0, 4.5]), {stsb.dev_splits[0]: _Split([0.0, 2.0, 5.0])}) == {
+        "pearson": 0.0, "spearmanr": 0.0}
+
+
+@pytest.mark.parametrize(("teacher", "warned"), [(0.515, True), (0.519, True), (0.521, False), (0.9, False)])
+def test_a_teacher_within_two_points_of_its_baseline_is_named_with_the_knobs(teacher, warned):
+    lines = weak_teacher({"dev": {"accuracy": teacher}}, {"majority class": {"dev": {"accuracy": 0.5}}}, "accuracy")
+    assert bool(lines) is warned
+    if warned:
+        assert "majority class" in lines[0] and "teacher.finetune.min_steps" in lines[0] and f"{teacher:.4f}" in lines[0]
+
+
+@pytest.mark.parametrize(("epochs", "min_steps", "per_epoch", "expected"),
+                         [(2, 500, 250, 2), (2, 500, 115, 5), (2, 500, 20, 25), (3, None, 7, 3), (6, 10, 5, 6)])
+def test_min_steps_adds_whole_epochs_only_to_small_data(epochs, min_steps, per_epoch, expected):
+    assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), per_epoch) == expected
+    assert TeacherFinetuneConfig().min_steps == 500 and TrainConfig().min_steps is None
+
+
+def test_a_run_reports_the_baseline_beside_its_models_and_fine_tunes_for_min_steps(tmp_path, tiny_teacher, tiny_glue, cli):
+    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue)
+    raw = yaml.safe_load(recipe.read_text())
+    raw["teacher"]["finetune"]["min_steps"] = 25
+    recipe.write_text(yaml.safe_dump(raw))
+    result = cli.run(["run", str(recipe)], tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    with open(tiny_glue / "SST-2" / "train.tsv", encoding="utf-8") as fh:
+        train = [int(row["label"]) for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    with open(tiny_glue / "SST-2" / "dev.tsv", encoding="utf-8") as fh:
+        dev = [int(row["label"]) for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    majority = max((0, 1), key=train.count)
+    assert results["baselines"]["majority class"]["dev"]["accuracy"] == pytest.approx(dev.count(majority) / len(dev))
+    assert "(majority" in result.stdout  # a row of the printed table (rich may wrap its name)
+    history = json.loads((tmp_path / "run" / "logs" / "teacher.json").read_text())
+    assert [entry["epoch"] for entry in history] == [1, 2, 3] and history[-1]["step"] == 30  # 10 steps an epoch
+    gap = results["teacher"]["dev"]["accuracy"] - results["baselines"]["majority class"]["dev"]["accuracy"]
+    assert bool(results["warnings"]) is (gap < 0.02)
+    assert all(line in result.stderr for line in results["warnings"])
