@@ -288,7 +288,7 @@ class RunConfig(Section):
             for student in self.students:
                 if "objectives" not in student.model_fields_set and student.stages is None:
                     student.objectives = ObjectivesConfig(**defaults)
-        if self.data.transfer is not None:
+        if self.data.transfer is not None or self.data.augment is not None:
             self._check_transfer()
         unlabelled = "a corpus" if self.corpus is not None else None
         if self.task is not None and not get_task(self.task).kind.labelled:
@@ -307,12 +307,13 @@ class RunConfig(Section):
 
     def _check_transfer(self) -> None:
         """A transfer set needs a kind that takes one, and objectives that read labels only where there are some."""
+        key = "data.transfer" if self.data.transfer is not None else "data.augment"
         if self.task is None:
-            raise ValueError("data.transfer is extra text for a task's students; a corpus run learns from raw text already: "
+            raise ValueError(f"{key} is extra text for a task's students; a corpus run learns from raw text already: "
                              "add the texts to corpus.files")
         task = get_task(self.task)
         if not task.kind.takes_transfer:
-            raise ValueError(f"data.transfer: task {task.name} ({task.kind_name}) does not take a transfer set yet; "
+            raise ValueError(f"{key}: task {task.name} ({task.kind_name}) does not take a transfer set yet; "
                              "text-classification, text-regression and the GLUE tasks do")
         objectives = registry("objectives")
         for number, student in enumerate(self.students):
@@ -321,8 +322,7 @@ class RunConfig(Section):
                              and not objectives[name].implementation.skips_unlabelled]
                 if every_row:
                     raise ValueError(f"students.{number}: {', '.join(every_row)} reads a label for every example, and "
-                                     "data.transfer's texts have none: use kd (it learns from the teacher there), or drop "
-                                     "data.transfer")
+                                     f"{key}'s texts have none: use kd (it learns from the teacher there), or drop {key}")
 
     @model_validator(mode="after")
     def _unique_student_names(self) -> RunConfig:

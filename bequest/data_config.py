@@ -10,6 +10,30 @@ from pydantic import Field, model_validator
 from bequest.section import Section
 
 
+class AugmentConfig(Section):
+    """data.augment: edited copies of the labelled texts, learned from the teacher's outputs only (TinyBERT's
+    augmentation; its paper's p 0.4, N 20, K 15 are the defaults)."""
+
+    method: str = Field("neighbours", description="neighbours: single-piece words to their nearest neighbours in the "
+                        "teacher's input embeddings; mlm: to a masked LM's top predictions (data.augment.model, default "
+                        "the teacher's own head); dropout: whole words dropped")
+    copies: int = Field(20, ge=1, description="edited copies of each labelled example")
+    probability: float = Field(0.4, gt=0, le=1, description="chance that a word is replaced (dropout: dropped)")
+    candidates: int = Field(15, ge=1, description="neighbours / mlm: a replacement is drawn from this many best candidates")
+    model: str | None = Field(None, description="mlm: a masked-LM folder or hub id with the teacher's vocabulary "
+                              "(default: the teacher checkpoint, which needs its MLM head)")
+
+    @model_validator(mode="after")
+    def _known_method(self) -> AugmentConfig:
+        from bequest.data.augment import AUGMENTERS
+
+        if self.method not in AUGMENTERS:
+            raise ValueError(f"method: unknown augmentation method {self.method!r}: use one of {', '.join(AUGMENTERS.names())}")
+        if self.model is not None and self.method != "mlm":
+            raise ValueError(f"model is read by method mlm only (method is {self.method}): drop it or set method: mlm")
+        return self
+
+
 class DataConfig(Section):
     """Where a task's data is and how much of it is used."""
 
@@ -51,6 +75,8 @@ class DataConfig(Section):
     transfer_ratio: float | None = Field(None, gt=0, description="at most this many transfer texts per labelled training "
                                          "example (a seeded random subset); default: all of them")
     transfer_split: str = Field("train", description="hub:<id> data.transfer: the split it reads")
+    augment: AugmentConfig | None = Field(None, description="edited copies of the labelled texts the students also learn "
+                                          "from, from the teacher's outputs only (a transfer set made of train)")
     hub_config: str | None = Field(None, description="hub:<id> data: the dataset's configuration name")
     train_split: str = Field("train", description="hub:<id> data: the split data.train reads")
     validation_split: str = Field("validation", description="hub:<id> data: the split data.validation reads")

@@ -86,6 +86,7 @@ def check_inputs(config: RunConfig, accelerator: Accelerator) -> Inputs:
     work = workload(config)
     tokenizer, teacher, has_head = check_models(config, work)
     work.load_data(tokenizer)
+    work.add_transfer(tokenizer, teacher)
     for number, student in enumerate(config.students):
         try:
             check_schedule(student, len(work.student_train))

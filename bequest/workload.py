@@ -60,12 +60,19 @@ class TaskWorkload:
         self.train, self.dev, self.test = loaded.train, loaded.dev, loaded.test
         self.file_hashes, self.pad = loaded.file_hashes, tokenizer.pad_token_id
         self.student_train = self.train
-        if data.transfer is not None:
-            self.student_train = self.task.kind.transfer_set(self.task, self.train, data, tokenizer, self.config.seed)
-            if not data.transfer.startswith("hub:"):
-                self.file_hashes[data.transfer] = sha256_file(data.transfer)
         self.at_max_length = {split: sum(length >= data.max_length for length in encoded.lengths)
                               for split, encoded in self.splits().items()}
+
+    def add_transfer(self, tokenizer, teacher: nn.Module) -> None:
+        """Students train on train, then data.transfer's texts and data.augment's copies of train (the recipe's
+        unlabelled examples), when it has them. `teacher`: the pretrained teacher, before any fine-tuning."""
+        data = self.config.data
+        if data.transfer is None and data.augment is None:
+            return
+        self.student_train = self.task.kind.transfer_set(self.task, self.train, data, tokenizer, self.config.seed, teacher,
+                                                         self.config.teacher.model)
+        if data.transfer is not None and not data.transfer.startswith("hub:"):
+            self.file_hashes[data.transfer] = sha256_file(data.transfer)
 
     def splits(self) -> dict:
         """Every split read: train, the dev splits, and the test split when there is one."""
@@ -162,6 +169,9 @@ class CorpusWorkload:
         self.train, self.heldout = split_segments(segments, corpus.heldout_segments, corpus.max_segments, self.config.seed)
         self.student_train = self.train
         self.pad = tokenizer.pad_token_id
+
+    def add_transfer(self, tokenizer, teacher: nn.Module) -> None:
+        """A corpus is raw text already (the recipe refuses data.transfer and data.augment on one)."""
 
     def notes(self) -> list[str]:
         return []  # segments are cut to corpus.max_length by design

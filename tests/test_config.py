@@ -43,6 +43,10 @@ def test_defaults_and_round_trip(tmp_path):
         ({"task": "sst2", "data": {"transfer": "t.txt"}, "students": [{"layers": 1, "objectives": {"ptp": {}}}]},
          "students.0: ptp reads a label for every example"),
         ({"task": "sst2", "data": {"transfer": "t.txt", "transfer_ratio": 0}}, "data.transfer_ratio: .*greater than 0"),
+        ({"task": "sst2", "data": {"augment": {"method": "synonyms"}}}, "data.augment: method: unknown augmentation method "
+         "'synonyms': use one of neighbours, mlm, dropout"),
+        ({"task": "sst2", "data": {"augment": {"model": "bert-base-uncased"}}}, "model is read by method mlm only"),
+        ({"task": "squad", "data": {"augment": {}}}, "data.augment: task squad .* does not take a transfer set"),
     ],
 )
 def test_invalid_recipes_name_the_key(raw, message):

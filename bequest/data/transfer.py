@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from bequest.data.augment import augmented
 from bequest.data.features import Encoded, encode, subsample
 from bequest.data.user_files import HUB, check_columns, read_table
 from bequest.errors import BequestError
@@ -102,11 +103,22 @@ def transfer_texts(data, pair: bool) -> tuple[list[str], list[str] | None]:
     return texts, [str(text) for text in table[data.text_pair_column]] if pair else None
 
 
-def with_transfer(labelled: Encoded, data, pair: bool, tokenizer, seed: int) -> WithTransfer:
-    """The labelled training set followed by the transfer set (a seeded `data.transfer_ratio` x its size at most)."""
-    texts, pairs = transfer_texts(data, pair)
-    limit = None if data.transfer_ratio is None else max(1, round(data.transfer_ratio * len(labelled)))
-    keep = subsample(len(texts), limit, seed)
-    texts, pairs = [texts[i] for i in keep], [pairs[i] for i in keep] if pairs is not None else None
-    placeholder = labelled.rows([0])["labels"][0]  # the right type for the batch's label tensor; never read
-    return WithTransfer(labelled, encode(tokenizer, texts, pairs, [placeholder] * len(texts), data.max_length))
+def with_transfer(labelled: Encoded, data, pair: bool, tokenizer, seed: int, teacher, source: str) -> WithTransfer:
+    """The labelled training set followed by data.transfer's texts (a seeded `data.transfer_ratio` x its size at
+    most) and data.augment's edited copies of it."""
+    parts = []
+    if data.transfer is not None:
+        texts, pairs = transfer_texts(data, pair)
+        limit = None if data.transfer_ratio is None else max(1, round(data.transfer_ratio * len(labelled)))
+        keep = subsample(len(texts), limit, seed)
+        texts, pairs = [texts[i] for i in keep], [pairs[i] for i in keep] if pairs is not None else None
+        placeholder = labelled.rows([0])["labels"][0]  # the right type for the batch's label tensor; never read
+        parts.append(encode(tokenizer, texts, pairs, [placeholder] * len(texts), data.max_length))
+    if data.augment is not None:
+        parts.append(augmented(labelled, data.augment, tokenizer, teacher, source, seed))
+    return WithTransfer(labelled, parts[0] if len(parts) == 1 else concatenated(parts))
+
+
+def concatenated(parts: list[Encoded]) -> Encoded:
+    return Encoded(inputs={name: [row for part in parts for row in part.inputs[name]] for name in parts[0].inputs},
+                   labels=[label for part in parts for label in part.labels])

@@ -82,8 +82,9 @@ class TaskKind:
         """What a student of this kind is, for its model card's title: 'student for GLUE SST2'."""
         return f"student for {task.name}"
 
-    def transfer_set(self, task, labelled: Encoded, data, tokenizer, seed: int) -> Encoded:
-        """The labelled training set followed by data.transfer's unlabelled texts (kinds with `takes_transfer`)."""
+    def transfer_set(self, task, labelled: Encoded, data, tokenizer, seed: int, teacher: nn.Module, source: str) -> Encoded:
+        """The labelled training set followed by data.transfer's texts and data.augment's copies (kinds with
+        `takes_transfer`); `teacher` is the pretrained teacher, loaded from `source`."""
         raise NotImplementedError
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

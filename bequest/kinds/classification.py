@@ -72,9 +72,9 @@ class Classification(TaskKind):
         return TaskData(task=task, train=train, dev={"validation": scored["validation"]}, file_hashes=hashes,
                         test=scored.get("test"))
 
-    def transfer_set(self, task, labelled, data, tokenizer, seed):
+    def transfer_set(self, task, labelled, data, tokenizer, seed, teacher, source):
         pair = data.text_pair_column is not None if task.from_data else takes_pairs(task)
-        return with_transfer(labelled, data, pair, tokenizer, seed)
+        return with_transfer(labelled, data, pair, tokenizer, seed, teacher, source)
 
     def metrics(self, task, data, logits, qa):
         return compute_metrics(task, logits, np.asarray(data.labels))
