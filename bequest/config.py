@@ -8,6 +8,7 @@ exactly like the recipe itself.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -51,6 +52,10 @@ class TrainConfig(Section):
     log_every: int = Field(50, ge=1, description="steps between points of the training-loss curve")
     eval_every: int | None = Field(None, ge=1, description="also evaluate every this many steps (default: at epoch ends only)")
 
+    def planned_epochs(self, steps_per_epoch: int) -> int:
+        """`epochs`, or as many whole epochs as `min_steps` takes when that is more."""
+        return max(self.epochs, math.ceil((self.min_steps or 0) / steps_per_epoch))
+
 
 class StudentTrainConfig(TrainConfig):
     """A student's training: as the teacher's, but a higher default learning rate (a smaller model, a
@@ -64,8 +69,7 @@ class TeacherFinetuneConfig(TrainConfig):
     otherwise, so that a task of a few thousand examples is not left near its majority class."""
 
     epochs: int = Field(2, ge=1, description="passes over the training data")
-    min_steps: int | None = Field(500, ge=1, description="train at least this many steps: small data gets whole epochs "
-                                  "more than `epochs` (max_steps overrides it; null: epochs alone)")
+    min_steps: int | None = Field(500, ge=1, description="as a student's, but 500 by default (null: epochs alone)")
     when: Literal["auto", "always", "never"] = Field(
         "auto",
         description="auto: fine-tune unless the checkpoint already has a head of the task's size",

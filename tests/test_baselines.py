@@ -14,7 +14,6 @@ from bequest.config import TeacherFinetuneConfig, TrainConfig
 from bequest.data.tasks import get_task
 from bequest.kinds import baseline
 from bequest.pipeline import weak_teacher
-from bequest.train.loop import planned_epochs
 
 
 class _Split:
@@ -53,7 +52,7 @@ def test_a_teacher_within_two_points_of_its_baseline_is_named_with_the_knobs(tea
 @pytest.mark.parametrize(("epochs", "min_steps", "per_epoch", "expected"),
                          [(2, 500, 250, 2), (2, 500, 115, 5), (2, 500, 20, 25), (3, None, 7, 3), (6, 10, 5, 6)])
 def test_min_steps_adds_whole_epochs_only_to_small_data(epochs, min_steps, per_epoch, expected):
-    assert planned_epochs(TrainConfig(epochs=epochs, min_steps=min_steps), per_epoch) == expected
+    assert TrainConfig(epochs=epochs, min_steps=min_steps).planned_epochs(per_epoch) == expected
     assert TeacherFinetuneConfig().min_steps == 500 and TrainConfig().min_steps is None
 
 

@@ -42,7 +42,8 @@ def same_weights(a: Path, b: Path) -> bool:
 
 
 def warnings(result: subprocess.CompletedProcess) -> list[str]:
-    return [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    """The run's warnings but the one saying the tiny random teacher is no better than its baseline."""
+    return [line for line in result.stderr.splitlines() if line.startswith("warning: ") and "majority class" not in line]
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,6 @@ from bequest.io import write_text
 from bequest.models.loading import layer_list
 from bequest.models.outputs import output_logits
 from bequest.section import Section
-from bequest.train.loop import planned_epochs
 
 UPDATES = 16  # mask updates until the target shape, as in the paper
 
@@ -353,7 +352,7 @@ class WeightInherited(Initialiser):
         for stage in student.all_stages():
             size = min(examples, stage.data.max_examples or examples)
             per_epoch = math.ceil(size / stage.train.batch_size)
-            steps += stage.train.max_steps or planned_epochs(stage.train, per_epoch) * per_epoch
+            steps += stage.train.max_steps or stage.train.planned_epochs(per_epoch) * per_epoch
         needed = UPDATES * spec.w_step
         if steps < needed:
             fix = (f"set wid.w_step to at most {steps // UPDATES}, or train longer" if steps >= UPDATES else

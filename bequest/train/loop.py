@@ -161,11 +161,6 @@ class TrainState:
     curve: list[dict] = field(default_factory=list)
 
 
-def planned_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
-    """`epochs`, or as many whole epochs as `min_steps` takes when that is more."""
-    return max(cfg.epochs, math.ceil((cfg.min_steps or 0) / steps_per_epoch))
-
-
 class Loop:
     """One training run of `model`: the state, the optimiser and schedule, and the callbacks."""
 
@@ -175,7 +170,7 @@ class Loop:
         self.accelerator, self.checkpoint_dir, self.desc = accelerator, Path(checkpoint_dir), desc
         self.world, self.rank = accelerator.num_processes, accelerator.process_index
         steps_per_epoch = len(_global_batches(data, cfg, seed, 0, self.world))  # as many in every epoch
-        self.total_steps = cfg.max_steps or planned_epochs(cfg, steps_per_epoch) * steps_per_epoch
+        self.total_steps = cfg.max_steps or cfg.planned_epochs(steps_per_epoch) * steps_per_epoch
         self.epochs = math.ceil(self.total_steps / steps_per_epoch)
         self.optimizer = _optimizer(model, cfg, accelerator.device)
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * self.total_steps), self.total_steps)
