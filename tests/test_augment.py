@@ -1,12 +1,10 @@
 """data.augment: edited copies of the labelled texts, checked against independent computations."""
 
-import json
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_recipe
 
 from bequest.data.augment import augmented
 from bequest.data.features import encode
@@ -126,11 +124,3 @@ def test_mlm_is_refused_for_a_checkpoint_without_its_head(models, tiny_teacher):
     encoded = encode(tokenizer, TEXTS, None, [1, 0, 0, 1], 64)
     with pytest.raises(BequestError, match="has no trained masked-LM head .* data.augment.model"):
         augmented(encoded, _spec("mlm"), tokenizer, teacher, str(tiny_teacher), seed=3)
-
-
-def test_a_run_with_augment_trains_students_on_the_copies(tmp_path, tiny_teacher, tiny_glue, cli):
-    data = {"dir": str(tiny_glue), "max_length": 32, "augment": {"method": "neighbours", "copies": 2}}
-    result = cli.run(["run", str(tiny_recipe(tmp_path, tiny_teacher, tiny_glue, data=data))], tmp_path)
-    assert result.returncode == 0, result.stderr
-    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
-    assert environment["train_examples"] == 160 and environment["transfer_examples"] == 320

@@ -1,13 +1,9 @@
 """Baselines beside every model (the majority class, the mean score), the weak-teacher warning, and
 teacher fine-tuning that runs at least `min_steps` on small data."""
 
-import csv
-import json
 
 import numpy as np
 import pytest
-import yaml
-from conftest import tiny_recipe
 from sklearn.metrics import f1_score, matthews_corrcoef
 
 from bequest.config import TeacherFinetuneConfig, TrainConfig
@@ -54,25 +50,3 @@ def test_a_teacher_within_two_points_of_its_baseline_is_named_with_the_knobs(tea
 def test_min_steps_adds_whole_epochs_only_to_small_data(epochs, min_steps, per_epoch, expected):
     assert TrainConfig(epochs=epochs, min_steps=min_steps).planned_epochs(per_epoch) == expected
     assert TeacherFinetuneConfig().min_steps == 500 and TrainConfig().min_steps is None
-
-
-def test_a_run_reports_the_baseline_beside_its_models_and_fine_tunes_for_min_steps(tmp_path, tiny_teacher, tiny_glue, cli):
-    recipe = tiny_recipe(tmp_path, tiny_teacher, tiny_glue)
-    raw = yaml.safe_load(recipe.read_text())
-    raw["teacher"]["finetune"]["min_steps"] = 25
-    recipe.write_text(yaml.safe_dump(raw))
-    result = cli.run(["run", str(recipe)], tmp_path)
-    assert result.returncode == 0, result.stderr
-    results = json.loads((tmp_path / "run" / "results.json").read_text())
-    with open(tiny_glue / "SST-2" / "train.tsv", encoding="utf-8") as fh:
-        train = [int(row["label"]) for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    with open(tiny_glue / "SST-2" / "dev.tsv", encoding="utf-8") as fh:
-        dev = [int(row["label"]) for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
-    majority = max((0, 1), key=train.count)
-    assert results["baselines"]["majority class"]["dev"]["accuracy"] == pytest.approx(dev.count(majority) / len(dev))
-    assert "(majority" in result.stdout  # a row of the printed table (rich may wrap its name)
-    history = json.loads((tmp_path / "run" / "logs" / "teacher.json").read_text())
-    assert [entry["epoch"] for entry in history] == [1, 2, 3] and history[-1]["step"] == 30  # 10 steps an epoch
-    gap = results["teacher"]["dev"]["accuracy"] - results["baselines"]["majority class"]["dev"]["accuracy"]
-    assert bool(results["warnings"]) is (gap < 0.02)
-    assert all(line in result.stderr for line in results["warnings"])

@@ -1,10 +1,13 @@
 """Transfer sets (data.transfer): unlabelled texts a student learns from the teacher's outputs only."""
 
+import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import tiny_recipe
 from test_kd_loss import _softmax
 
@@ -87,24 +90,49 @@ def _transfer_file(tmp_path, shared_data, rows: int):
     return path
 
 
-def test_a_run_with_a_transfer_file_trains_students_on_it_and_the_teacher_without_it(
+def test_a_run_with_transfer_and_augment_trains_students_on_both_and_the_teacher_on_neither(
         tmp_path, tiny_teacher, tiny_glue, shared_data, cli):
+    """Also the baseline and min_steps end to end: the plain run fine-tunes the teacher for 25 steps
+    (3 epochs of 10) and scores the majority class; the other run, sharing its cache, reuses that teacher."""
     texts = _transfer_file(tmp_path, shared_data, 400)
     data = {"dir": str(tiny_glue), "max_length": 32}
-    runs = {}
-    for name, extra in (("plain", {}), ("transfer", {"transfer": str(texts), "transfer_ratio": 2.0})):
+    extra = {"transfer": str(texts), "transfer_ratio": 2.0, "augment": {"method": "neighbours", "copies": 2}}
+    runs, results = {}, {}
+    for name, more in (("plain", {}), ("transfer", extra)):
         folder = tmp_path / name
         folder.mkdir()
-        result = cli.run(["run", str(tiny_recipe(folder, tiny_teacher, tiny_glue, data={**data, **extra}))], folder)
+        recipe = tiny_recipe(folder, tiny_teacher, tiny_glue, data={**data, **more}, cache_dir=str(tmp_path / "cache"))
+        raw = yaml.safe_load(recipe.read_text())
+        raw["teacher"]["finetune"]["min_steps"] = 25
+        recipe.write_text(yaml.safe_dump(raw))
+        result = cli.run(["run", str(recipe)], folder)
         assert result.returncode == 0, result.stderr
-        runs[name] = folder / "run"
+        runs[name], results[name] = folder / "run", json.loads((folder / "run" / "results.json").read_text())
+        if name == "plain":
+            check_baseline_and_min_steps(result, results[name], runs[name], tiny_glue)
     environment = {name: json.loads((run / "environment.json").read_text()) for name, run in runs.items()}
     assert environment["plain"]["transfer_examples"] == 0
-    assert environment["transfer"]["transfer_examples"] == 320  # 2 x the 160 labelled rows, of 400
+    assert environment["transfer"]["transfer_examples"] == 320 + 320  # 2 x the 160 labelled rows, of 400; 2 copies
     assert str(texts) in environment["transfer"]["data_files"]
-    results = {name: json.loads((run / "results.json").read_text()) for name, run in runs.items()}
-    assert results["transfer"]["teacher"]["dev"] == results["plain"]["teacher"]["dev"]
+    teachers = [results[name]["teacher"] for name in ("plain", "transfer")]
+    assert teachers[0]["path"] == teachers[1]["path"] and teachers[0]["dev"] == teachers[1]["dev"]  # one cache key
     from safetensors.torch import load_file
 
     weights = {name: load_file(run / "student" / "model.safetensors") for name, run in runs.items()}
     assert any(not torch.equal(weights["plain"][key], weights["transfer"][key]) for key in weights["plain"])
+
+
+def check_baseline_and_min_steps(result, results: dict, run: Path, glue: Path) -> None:
+    labels = {}
+    for split in ("train", "dev"):
+        with open(glue / "SST-2" / f"{split}.tsv", encoding="utf-8") as fh:
+            labels[split] = [int(row["label"]) for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    majority = max((0, 1), key=labels["train"].count)
+    expected = labels["dev"].count(majority) / len(labels["dev"])
+    assert results["baselines"]["majority class"]["dev"]["accuracy"] == pytest.approx(expected)
+    assert "(majority" in result.stdout  # a row of the printed table (rich may wrap its name)
+    history = json.loads((run / "logs" / "teacher.json").read_text())
+    assert [entry["epoch"] for entry in history] == [1, 2, 3] and history[-1]["step"] == 30  # 10 steps an epoch
+    gap = results["teacher"]["dev"]["accuracy"] - expected
+    assert bool(results["warnings"]) is (gap < 0.02)
+    assert all(line in result.stderr for line in results["warnings"])
