@@ -197,6 +197,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder (glue/ inside)")
     parser.add_argument("--experiments", nargs="+", default=EXPERIMENTS, choices=EXPERIMENTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--tasks", nargs="+", help="only the runs of these tasks (small-glue, teacher-epochs: mrpc ...)")
     parser.add_argument("--finished-only", action="store_true", help="tabulate the runs that finished; run nothing")
     args = parser.parse_args(argv)
     started, rows = time.perf_counter(), []
@@ -205,6 +206,8 @@ def main(argv=None) -> None:
         rows = [r for r in json.loads(previous.read_text())["rows"] if r["experiment"] not in args.experiments]
     for experiment in args.experiments:
         for label, config in plan(experiment, args.data.resolve(), args.seeds):
+            if args.tasks and config["task"] not in args.tasks:
+                continue
             if args.finished_only and not (Path(config["output_dir"]) / "results.json").exists():
                 print(f"not run yet, left out: {config['output_dir']}")
                 continue
