@@ -115,12 +115,12 @@ WEAK_MARGIN = 0.02  # a teacher this close to its baseline (2 points) has not le
 
 
 def weak_teacher(teacher: dict, baselines: dict, metric: str) -> list[str]:
-    """A line for each baseline the teacher is within WEAK_MARGIN of on the dev set: its students cannot do better."""
+    """A line for each baseline the teacher is not WEAK_MARGIN above on the dev set: its students cannot do better."""
     lines = []
     for name, scores in baselines.items():
         if teacher["dev"][metric] - scores["dev"][metric] < WEAK_MARGIN:
-            lines.append(f"the teacher's dev {metric} {teacher['dev'][metric]:.4f} is within {100 * WEAK_MARGIN:.0f} points "
-                         f"of always answering the {name} ({scores['dev'][metric]:.4f}): it has not learned the task, so "
+            lines.append(f"the teacher's dev {metric} {teacher['dev'][metric]:.4f} is not {100 * WEAK_MARGIN:.0f} points above "
+                         f"always answering the {name} ({scores['dev'][metric]:.4f}): it has not learned the task, so "
                          "its students will not; fine-tune it for more steps (teacher.finetune.min_steps or epochs) or at "
                          "another teacher.finetune.learning_rate")
     return lines
