@@ -631,13 +631,21 @@ def _truncated_weights(root: Path) -> Path:
     return folder
 
 
+def _listed(folder: Path, pattern: str) -> list[Path]:
+    """The files matching `pattern` now; [] when a checkpoint's temporary folder was renamed while it was listed."""
+    try:
+        return list(folder.rglob(pattern))
+    except FileNotFoundError:
+        return []
+
+
 def _resume_damaged_checkpoint(ctx: Ctx):
     recipe = ctx.recipe(_nested("students.0.train.checkpoint_every", 3))
     process = subprocess.Popen([str(BEQUEST), "run", str(recipe), "--set", "students.0.train.epochs=40"], cwd=ctx.dir,
                                env=cli_env(ctx.dir / "bequest-cache"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = ctx.run_dir / "checkpoints" / "student"
     deadline = time.time() + TIMEOUT_S
-    while time.time() < deadline and not list(checkpoints.rglob("checkpoint-*/.bequest-manifest.json")):
+    while time.time() < deadline and not _listed(checkpoints, "checkpoint-*/.bequest-manifest.json"):
         time.sleep(0.05)
     process.kill()
     process.wait()
